@@ -1,0 +1,19 @@
+//! Inference layers with PyTorch parameter names and layouts, built from a [`WeightLoader`].
+//!
+//! These hold plain tensors (no training state) so models are cheap to clone and share
+//! between threads. Each `load` takes the sizes the model expects, so a checkpoint of another
+//! size is reported by key instead of failing inside a matmul.
+//!
+//! [`WeightLoader`]: crate::weights::WeightLoader
+
+mod conv2d;
+mod group_norm;
+mod layer_norm;
+mod linear;
+mod mlp;
+
+pub use conv2d::{Conv2d, Conv2dSpec};
+pub use group_norm::GroupNorm;
+pub use layer_norm::LayerNorm;
+pub use linear::Linear;
+pub use mlp::{Activation, Mlp};

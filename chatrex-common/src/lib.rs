@@ -1,0 +1,18 @@
+//! Shared foundation of chatrex-rs.
+//!
+//! - [`device`]: run-time backend choice (`cpu`/`wgpu`/`cuda`) with clear errors.
+//! - [`weights`]: strict checkpoint loading from safetensors (memory-mapped, sharded) and
+//!   PyTorch pickles, with dtype conversion.
+//! - [`image`]: decoding with limits, RGB conversion, Pillow-exact resizing.
+//! - [`sine`]: the sine-cosine position embedding used by UPN and the object tokenizer.
+//! - [`layers`]: inference layers with PyTorch parameter names.
+//! - [`parity`]: fixture access and error measures for parity tests.
+
+pub mod device;
+pub mod image;
+pub mod layers;
+pub mod parity;
+pub mod sine;
+pub mod weights;
+
+pub use device::{Backend, BackendError};
