@@ -1,0 +1,125 @@
+//! Deformable transformer encoder: post-norm layers of multi-scale deformable self-attention
+//! (queries = memory + position embedding, values = memory) and a ReLU feed-forward network.
+
+use crate::msda::{LevelLayout, MultiScaleDeformableAttention, Reference};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use chatrex_common::layers::{LayerNorm, Linear};
+use chatrex_common::weights::WeightLoader;
+
+const LN_EPS: f64 = 1e-5;
+
+/// One encoder layer (`transformer.encoder.layers.{i}`).
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    self_attn: MultiScaleDeformableAttention,
+    norm1: LayerNorm,
+    linear1: Linear,
+    linear2: Linear,
+    norm2: LayerNorm,
+}
+
+/// Sizes shared by encoder and decoder layers.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerSizes {
+    /// Model width.
+    pub d_model: usize,
+    /// Feed-forward width.
+    pub d_ffn: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Feature levels.
+    pub n_levels: usize,
+    /// Sampling points.
+    pub n_points: usize,
+}
+
+impl EncoderLayer {
+    /// Loads one layer.
+    pub fn load(vb: &WeightLoader, s: LayerSizes) -> Self {
+        Self {
+            self_attn: MultiScaleDeformableAttention::load(
+                &vb.pp("self_attn"),
+                s.d_model,
+                s.n_heads,
+                s.n_levels,
+                s.n_points,
+            ),
+            norm1: LayerNorm::load(&vb.pp("norm1"), s.d_model, LN_EPS),
+            linear1: Linear::load(&vb.pp("linear1"), s.d_model, s.d_ffn, true),
+            linear2: Linear::load(&vb.pp("linear2"), s.d_ffn, s.d_model, true),
+            norm2: LayerNorm::load(&vb.pp("norm2"), s.d_model, LN_EPS),
+        }
+    }
+
+    /// `src [B, S, C]`, `pos [1 or B, S, C]` → `[B, S, C]`.
+    pub fn forward(&self, src: Tensor<3>, pos: &Tensor<3>, reference: &Reference, layout: &LevelLayout) -> Tensor<3> {
+        let attended = self
+            .self_attn
+            .forward(src.clone() + pos.clone(), reference, src.clone(), layout);
+        let src = self.norm1.forward(src + attended);
+        let ffn = self.linear2.forward(relu(self.linear1.forward(src.clone())));
+        self.norm2.forward(src + ffn)
+    }
+}
+
+/// Reference points of the encoder for unpadded levels: every token's centre
+/// `((x+0.5)/w, (y+0.5)/h)`, the same for all `L` levels → `[1, S, L, 2]`.
+pub fn encoder_reference_points(layout: &LevelLayout, device: &Device) -> Tensor<4> {
+    let l = layout.shapes.len();
+    let mut points = Vec::with_capacity(layout.len() * l * 2);
+    for &(h, w) in &layout.shapes {
+        for y in 0..h {
+            for x in 0..w {
+                let (rx, ry) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
+                for _ in 0..l {
+                    points.push(rx);
+                    points.push(ry);
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(points, [1, layout.len(), l, 2]), device)
+}
+
+/// The encoder (`transformer.encoder`).
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    /// Its layers.
+    pub layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    /// Loads `num_layers` layers.
+    pub fn load(vb: &WeightLoader, num_layers: usize, sizes: LayerSizes) -> Self {
+        Self {
+            layers: (0..num_layers)
+                .map(|i| EncoderLayer::load(&vb.pp(format!("layers.{i}")), sizes))
+                .collect(),
+        }
+    }
+
+    /// `src [B, S, C]` → memory `[B, S, C]`; `each_layer` sees every layer's output.
+    pub fn forward(
+        &self,
+        src: Tensor<3>,
+        pos: &Tensor<3>,
+        layout: &LevelLayout,
+        mut each_layer: impl FnMut(usize, &Tensor<3>),
+    ) -> Tensor<3> {
+        let [b, _, _] = src.dims();
+        let reference = encoder_reference_points(layout, &src.device());
+        let reference = Reference::Points(if b > 1 {
+            let [_, s, l, two] = reference.dims();
+            reference.expand([b, s, l, two])
+        } else {
+            reference
+        });
+        let mut x = src;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, pos, &reference, layout);
+            each_layer(i, &x);
+        }
+        x
+    }
+}

@@ -1,0 +1,239 @@
+//! Multi-scale deformable attention (Zhu et al. 2021, Deformable DETR), written with Burn ops so
+//! it runs on every backend — the official UPN only has a CUDA kernel.
+//!
+//! Each query predicts, per head, level and point, an offset from its reference and an
+//! attention weight (softmax over levels × points). Values are read by bilinear sampling with
+//! zero padding and `align_corners = False` semantics (pixel coordinate = `loc · size − 0.5`),
+//! i.e. `grid_sample(value, 2·loc − 1)`. Everything runs in f32 whatever the model dtype.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
+use burn::tensor::{DType, Tensor, TensorData};
+use chatrex_common::layers::Linear;
+use chatrex_common::weights::{WeightDType, WeightLoader};
+
+/// Queries processed per chunk in the sampling step (bounds the temporary memory).
+const QUERY_CHUNK: usize = 8192;
+
+/// Spatial layout of the flattened multi-level value sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelLayout {
+    /// `(h, w)` of each level.
+    pub shapes: Vec<(usize, usize)>,
+}
+
+impl LevelLayout {
+    /// A layout from level sizes.
+    pub fn new(shapes: Vec<(usize, usize)>) -> Self {
+        Self { shapes }
+    }
+
+    /// First token of each level.
+    pub fn starts(&self) -> Vec<usize> {
+        let mut start = 0;
+        self.shapes
+            .iter()
+            .map(|(h, w)| {
+                let s = start;
+                start += h * w;
+                s
+            })
+            .collect()
+    }
+
+    /// Total number of tokens.
+    pub fn len(&self) -> usize {
+        self.shapes.iter().map(|(h, w)| h * w).sum()
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reference of each query: a point `[B, Lq, L, 2]` (x, y) or a box `[B, Lq, L, 4]`
+/// (cx, cy, w, h), normalised to [0, 1] per level.
+#[derive(Debug, Clone)]
+pub enum Reference {
+    /// Encoder: offsets are divided by the level's (W, H).
+    Points(Tensor<4>),
+    /// Decoder: offsets are scaled by `wh / n_points · 0.5`.
+    Boxes(Tensor<4>),
+}
+
+/// The intermediate tensors of one MSDA call (for parity checks).
+#[derive(Debug, Clone)]
+pub struct MsdaParts {
+    /// `[B, Lq, M, L, P, 2]` normalised (x, y) sampling locations.
+    pub sampling_locations: Tensor<6>,
+    /// `[B, Lq, M, L, P]` attention weights after the softmax.
+    pub attention_weights: Tensor<5>,
+    /// `[B, Lq, M·D]` sampled and weighted values before `output_proj`.
+    pub core_out: Tensor<3>,
+}
+
+/// `MSDeformAttn` with keys `sampling_offsets`, `attention_weights`, `value_proj`,
+/// `output_proj`.
+#[derive(Debug, Clone)]
+pub struct MultiScaleDeformableAttention {
+    sampling_offsets: Linear,
+    attention_weights: Linear,
+    value_proj: Linear,
+    output_proj: Linear,
+    n_heads: usize,
+    n_levels: usize,
+    n_points: usize,
+}
+
+impl MultiScaleDeformableAttention {
+    /// Loads the four linear layers (always in f32).
+    pub fn load(vb: &WeightLoader, d_model: usize, n_heads: usize, n_levels: usize, n_points: usize) -> Self {
+        let f32_linear = |name: &str, d_out: usize| {
+            let v = vb.pp(name);
+            Linear {
+                weight: v.float_as("weight", [d_out, d_model], WeightDType::F32),
+                bias: Some(v.float_as("bias", [d_out], WeightDType::F32)),
+            }
+        };
+        Self {
+            sampling_offsets: f32_linear("sampling_offsets", n_heads * n_levels * n_points * 2),
+            attention_weights: f32_linear("attention_weights", n_heads * n_levels * n_points),
+            value_proj: f32_linear("value_proj", d_model),
+            output_proj: f32_linear("output_proj", d_model),
+            n_heads,
+            n_levels,
+            n_points,
+        }
+    }
+
+    /// `query [B, Lq, C]`, `value_input [B, S, C]` → `[B, Lq, C]` in the query's dtype.
+    pub fn forward(&self, query: Tensor<3>, reference: &Reference, value_input: Tensor<3>, layout: &LevelLayout) -> Tensor<3> {
+        self.forward_parts(query, reference, value_input, layout).0
+    }
+
+    /// Like [`forward`](Self::forward), also returning the intermediate tensors.
+    pub fn forward_parts(
+        &self,
+        query: Tensor<3>,
+        reference: &Reference,
+        value_input: Tensor<3>,
+        layout: &LevelLayout,
+    ) -> (Tensor<3>, MsdaParts) {
+        let out_dtype = query.dtype();
+        let query = query.cast(DType::F32);
+        let value_input = value_input.cast(DType::F32);
+        let [b, lq, c] = query.dims();
+        let s = value_input.dims()[1];
+        let (m, l, p) = (self.n_heads, self.n_levels, self.n_points);
+        let device = query.device();
+
+        let value = self.value_proj.forward(value_input).reshape([b, s, m, c / m]);
+        let offsets = self.sampling_offsets.forward(query.clone()).reshape([b, lq, m, l, p, 2]);
+        let weights = softmax(
+            self.attention_weights.forward(query).reshape([b, lq, m, l * p]),
+            3,
+        )
+        .reshape([b, lq, m, l, p]);
+
+        let locations = match reference {
+            Reference::Points(points) => {
+                // offset / (W_l, H_l), per level.
+                let norm: Vec<f32> = layout
+                    .shapes
+                    .iter()
+                    .flat_map(|&(h, w)| [w as f32, h as f32])
+                    .collect();
+                let norm = Tensor::<6>::from_data(TensorData::new(norm, [1, 1, 1, l, 1, 2]), &device);
+                let refs = points.clone().cast(DType::F32).reshape([b, lq, 1, l, 1, 2]);
+                refs + offsets / norm
+            }
+            Reference::Boxes(boxes) => {
+                let boxes = boxes.clone().cast(DType::F32);
+                let xy = boxes.clone().narrow(3, 0, 2).reshape([b, lq, 1, l, 1, 2]);
+                let wh = boxes.narrow(3, 2, 2).reshape([b, lq, 1, l, 1, 2]);
+                xy + offsets / (p as f64) * wh * 0.5
+            }
+        };
+        let core_out = msda_core(value, layout, locations.clone(), weights.clone());
+        let out = self.output_proj.forward(core_out.clone()).cast(out_dtype);
+        (
+            out,
+            MsdaParts {
+                sampling_locations: locations,
+                attention_weights: weights,
+                core_out,
+            },
+        )
+    }
+}
+
+/// The sampling core: `value [B, S, M, D]`, `locations [B, Lq, M, L, P, 2]` (normalised x, y),
+/// `weights [B, Lq, M, L, P]` → `[B, Lq, M·D]` (channel = head·D + d).
+///
+/// Per level, the value map of every (batch, head) is bilinearly sampled at `2·loc − 1` with
+/// zero padding and `align_corners = False`, weighted, and summed over levels and points.
+pub fn msda_core(
+    value: Tensor<4>,
+    layout: &LevelLayout,
+    locations: Tensor<6>,
+    weights: Tensor<5>,
+) -> Tensor<3> {
+    let [b, _, m, d] = value.dims();
+    let [_, lq, _, l, p, _] = locations.dims();
+    let options = GridSampleOptions::new(InterpolateMode::Bilinear)
+        .with_padding_mode(GridSamplePaddingMode::Zeros)
+        .with_align_corners(false);
+    // Per level: value map [B·M, D, h, w].
+    let maps: Vec<Tensor<4>> = layout
+        .shapes
+        .iter()
+        .zip(layout.starts())
+        .map(|(&(h, w), start)| {
+            value
+                .clone()
+                .narrow(1, start, h * w)
+                .permute([0, 2, 3, 1])
+                .reshape([b * m, d, h, w])
+        })
+        .collect();
+    let grids = locations * 2.0 - 1.0;
+    let mut chunks = Vec::with_capacity(lq.div_ceil(QUERY_CHUNK));
+    let mut q0 = 0;
+    while q0 < lq {
+        let n = QUERY_CHUNK.min(lq - q0);
+        let grid_chunk = grids.clone().narrow(1, q0, n);
+        let weight_chunk = weights.clone().narrow(1, q0, n);
+        let mut acc: Option<Tensor<3>> = None;
+        for (level, map) in maps.iter().enumerate() {
+            // [B, n, M, P, 2] → [B·M, n, P, 2]
+            let grid = grid_chunk
+                .clone()
+                .narrow(3, level, 1)
+                .reshape([b, n, m, p, 2])
+                .permute([0, 2, 1, 3, 4])
+                .reshape([b * m, n, p, 2]);
+            let w = weight_chunk
+                .clone()
+                .narrow(3, level, 1)
+                .reshape([b, n, m, p])
+                .permute([0, 2, 1, 3])
+                .reshape([b * m, 1, n, p]);
+            let sampled = map.clone().grid_sample_2d(grid, options.clone()); // [B·M, D, n, P]
+            let contribution = (sampled * w).sum_dim(3).reshape([b * m, d, n]);
+            acc = Some(match acc {
+                Some(a) => a + contribution,
+                None => contribution,
+            });
+        }
+        if let Some(acc) = acc {
+            chunks.push(acc);
+        }
+        q0 += n;
+    }
+    let _ = l;
+    Tensor::cat(chunks, 2)
+        .reshape([b, m, d, lq])
+        .permute([0, 3, 1, 2])
+        .reshape([b, lq, m * d])
+}
