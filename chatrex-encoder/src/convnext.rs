@@ -1,0 +1,140 @@
+//! The high-resolution tower: a timm ConvNeXt trunk (stem + 4 stages) returning every
+//! stage's output map.
+
+use crate::config::ConvNextConfig;
+use burn::tensor::activation::gelu;
+use burn::tensor::Tensor;
+use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
+use chatrex_common::weights::WeightLoader;
+
+/// timm's LayerNorm epsilon.
+const LN_EPS: f64 = 1e-6;
+
+/// LayerNorm over channels of an NCHW map (timm `LayerNorm2d`).
+fn layer_norm_2d(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
+    norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    conv_dw: Conv2d,
+    norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    /// Layer scale `[C]`.
+    gamma: Tensor<1>,
+}
+
+impl Block {
+    fn load(vb: &WeightLoader, c: usize) -> Self {
+        Self {
+            conv_dw: Conv2d::load(
+                &vb.pp("conv_dw"),
+                Conv2dSpec {
+                    d_in: c,
+                    d_out: c,
+                    kernel: 7,
+                    stride: 1,
+                    padding: 3,
+                    groups: c,
+                    bias: true,
+                },
+            ),
+            norm: LayerNorm::load(&vb.pp("norm"), c, LN_EPS),
+            fc1: Linear::load(&vb.pp("mlp.fc1"), c, 4 * c, true),
+            fc2: Linear::load(&vb.pp("mlp.fc2"), 4 * c, c, true),
+            // RexSeek's vendored timm code renamed `gamma` to `ramma`.
+            gamma: vb.float_any(&["ramma", "gamma"], [c]),
+        }
+    }
+
+    /// `[B, C, H, W]` → `[B, C, H, W]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.conv_dw.forward(x.clone()).permute([0, 2, 3, 1]);
+        let y = self.fc2.forward(gelu(self.fc1.forward(self.norm.forward(y))));
+        let y = y * self.gamma.clone().unsqueeze::<4>();
+        x + y.permute([0, 3, 1, 2])
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Stage {
+    downsample: Option<(LayerNorm, Conv2d)>,
+    blocks: Vec<Block>,
+}
+
+/// The ConvNeXt trunk (keys `vision_stem.{0,1}`, `vision_stages.{s}`).
+#[derive(Debug, Clone)]
+pub struct ConvNext {
+    stem_conv: Conv2d,
+    stem_norm: LayerNorm,
+    stages: Vec<Stage>,
+}
+
+impl ConvNext {
+    /// Loads the trunk under `vb`.
+    pub fn load(vb: &WeightLoader, c: &ConvNextConfig) -> Self {
+        let stages = c
+            .dims
+            .iter()
+            .zip(&c.depths)
+            .enumerate()
+            .map(|(s, (&dim, &depth))| {
+                let vs = vb.pp(format!("vision_stages.{s}"));
+                let downsample = (s > 0).then(|| {
+                    let prev = c.dims[s - 1];
+                    (
+                        LayerNorm::load(&vs.pp("downsample.0"), prev, LN_EPS),
+                        Conv2d::load(
+                            &vs.pp("downsample.1"),
+                            Conv2dSpec {
+                                d_in: prev,
+                                d_out: dim,
+                                kernel: 2,
+                                stride: 2,
+                                padding: 0,
+                                groups: 1,
+                                bias: true,
+                            },
+                        ),
+                    )
+                });
+                let blocks = (0..depth).map(|b| Block::load(&vs.pp(format!("blocks.{b}")), dim)).collect();
+                Stage { downsample, blocks }
+            })
+            .collect();
+        let d0 = c.dims.first().copied().unwrap_or(0);
+        Self {
+            stem_conv: Conv2d::load(
+                &vb.pp("vision_stem.0"),
+                Conv2dSpec {
+                    d_in: 3,
+                    d_out: d0,
+                    kernel: 4,
+                    stride: 4,
+                    padding: 0,
+                    groups: 1,
+                    bias: true,
+                },
+            ),
+            stem_norm: LayerNorm::load(&vb.pp("vision_stem.1"), d0, LN_EPS),
+            stages,
+        }
+    }
+
+    /// `[B, 3, H, W]` → the four stage maps `[B, C_s, H/2^(s+2), W/2^(s+2)]`.
+    pub fn forward(&self, pixels: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut x = layer_norm_2d(&self.stem_norm, self.stem_conv.forward(pixels));
+        let mut outs = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            if let Some((norm, conv)) = &stage.downsample {
+                x = conv.forward(layer_norm_2d(norm, x));
+            }
+            for block in &stage.blocks {
+                x = block.forward(x);
+            }
+            outs.push(x.clone());
+        }
+        outs
+    }
+}
