@@ -1,1 +1,32 @@
-//! chatrex-llm
+//! # chatrex-llm — the language model side of ChatRex
+//!
+//! - [`config`]: Llama (Vicuna, ChatRex-7B) and Qwen2 (RexSeek, the paper's ChatRex) from a
+//!   Hugging Face `config.json`; unsupported options are errors.
+//! - [`model`]: the decoder ([`rope`] split-half rotary embeddings, [`attention`] with
+//!   grouped KV heads, [`kv_cache`] updated in place), prefill from token ids or embeddings.
+//! - [`tokenizer`]: `tokenizer.json` via the `tokenizers` crate, chunk-wise multimodal
+//!   encoding with the `-200`/`-300` placeholders, ChatRex tokens looked up by string.
+//! - [`generate`]: greedy or sampled decoding ([`sampling`]), stop conditions, streaming,
+//!   with [`retrieval`]'s `<objN>` range mask and the optional [`grammar`] constraint.
+//! - [`grounding`]: parser of `<ground>…</ground><objects>…</objects>` answers.
+
+pub mod attention;
+pub mod config;
+mod error;
+pub mod generate;
+pub mod grammar;
+pub mod grounding;
+pub mod kv_cache;
+pub mod model;
+pub mod multimodal;
+pub mod retrieval;
+pub mod rope;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use config::{Architecture, LlmConfig};
+pub use error::LlmError;
+pub use generate::{GenerationOptions, Generation, LogitsFilter, StopReason, generate};
+pub use model::{CausalLm, LlmKeys};
+pub use sampling::Sampling;
+pub use tokenizer::{ChatRexTokens, ChatTokenizer, IMAGE_PLACEHOLDER, OBJECT_PLACEHOLDER};
