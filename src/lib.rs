@@ -1,1 +1,32 @@
-//! chatrex facade
+//! # chatrex — ChatRex in Rust on Burn
+//!
+//! A thin facade over the workspace crates:
+//!
+//! | module | crate | what |
+//! | --- | --- | --- |
+//! | [`upn`] | `chatrex-upn` | the Universal Proposal Network (usable alone) |
+//! | [`encoder`] | `chatrex-encoder` | CLIP + ConvNeXt dual encoder, object tokenizer |
+//! | [`llm`] | `chatrex-llm` | Llama/Qwen2 decoder, retrieval decoding, output grammar |
+//! | [`common`] | `chatrex-common` | backends, strict weight loading, image I/O |
+//! | (root) | `chatrex-core` | [`ChatRex`]: every task behind one API |
+//!
+//! ```no_run
+//! use chatrex::{Backend, ChatRex, LoadOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let device = Backend::Cpu.device()?;
+//! let options = LoadOptions { upn: Some("upn_large.pth".into()), ..Default::default() };
+//! let model = ChatRex::load("ChatRex-7B".as_ref(), &options, &device)?;
+//! let image = chatrex::load_rgb("photo.jpg".as_ref(), &Default::default())?;
+//! println!("{}", model.detect(&image, &["person", "pigeon"])?.text);
+//! # Ok(()) }
+//! ```
+
+pub use chatrex_common as common;
+pub use chatrex_core::*;
+pub use chatrex_encoder as encoder;
+pub use chatrex_llm as llm;
+pub use chatrex_upn as upn;
+
+pub use chatrex_common::image::{ImageLimits, load_rgb};
+pub use chatrex_common::weights::WeightDType;
+pub use chatrex_common::{Backend, BackendError};

@@ -25,6 +25,8 @@ pub mod chatrex;
 pub mod config;
 pub mod dump;
 mod error;
+pub mod hub;
+pub mod inspect;
 pub mod processor;
 pub mod tasks;
 pub mod template;

@@ -223,3 +223,41 @@ impl CausalLm {
             .map_err(|e| LlmError::Backend(format!("{e:?}")))
     }
 }
+
+/// Top-level prefixes of the vision side of ChatRex/RexSeek checkpoints (ignored when only
+/// the language model is loaded from such a directory).
+pub const MULTIMODAL_PREFIXES: &[&str] = &["vision_tower", "vision_tower_aux", "mm_projector", "mm_object_projector"];
+
+impl CausalLm {
+    /// Loads the language model of a Hugging Face model directory (`config.json`,
+    /// safetensors shards or single file). `model_type` `llama`/`qwen2` load as is; a
+    /// multimodal wrapper whose type names its family (e.g. `rexseek_qwen`) loads its LLM,
+    /// and its vision tensors are accounted for as intentionally unused. Every other tensor
+    /// must be consumed.
+    pub fn load_dir(dir: &std::path::Path, device: &Device, dtype: WeightDType) -> Result<(Self, chatrex_common::weights::LoadReport), LlmError> {
+        let text = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| LlmError::Config(format!("cannot read {}: {e}", dir.join("config.json").display())))?;
+        let model_type = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        let (architecture, multimodal) = match model_type.as_str() {
+            "llama" => (None, false),
+            "qwen2" => (None, false),
+            t if t.contains("qwen") => (Some(crate::Architecture::Qwen2), true),
+            t if t.contains("llama") || t.contains("chatrex") || t.contains("vicuna") => (Some(crate::Architecture::Llama), true),
+            _ => (None, false),
+        };
+        let config = LlmConfig::from_json(&text, architecture)?;
+        let source = chatrex_common::weights::open_checkpoint(dir, None)?;
+        let vb = WeightLoader::new(source, device, dtype).with_progress("loading LLM");
+        if multimodal {
+            for prefix in MULTIMODAL_PREFIXES {
+                vb.ignore_prefix(prefix);
+            }
+        }
+        let lm = Self::from_loader(&vb, &config, &LlmKeys::default());
+        let report = vb.finish("LLM")?;
+        Ok((lm, report))
+    }
+}

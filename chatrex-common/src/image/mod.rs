@@ -1,6 +1,7 @@
 //! Image input: safe decoding to RGB and Pillow-exact resampling.
 
 mod decode;
+pub mod draw;
 mod jpeg;
 mod resample;
 

@@ -169,6 +169,23 @@ impl WeightLoader {
         }
     }
 
+    /// Marks every checkpoint key under `prefix` (of this view) as intentionally unused,
+    /// returning how many there were (e.g. the vision towers when only the LLM is loaded).
+    pub fn ignore_prefix(&self, prefix: &str) -> usize {
+        let Origin::Checkpoint(source) = &self.state.origin else {
+            return 0;
+        };
+        let full = self.key(prefix);
+        let keys: Vec<String> = source
+            .names()
+            .into_iter()
+            .filter(|k| k == &full || k.starts_with(&format!("{full}.")))
+            .collect();
+        let n = keys.len();
+        self.books().used.extend(keys);
+        n
+    }
+
     fn problem(&self, problem: WeightProblem) {
         self.books().problems.push(problem);
     }
