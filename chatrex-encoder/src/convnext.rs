@@ -44,7 +44,7 @@ impl Block {
             fc1: Linear::load(&vb.pp("mlp.fc1"), c, 4 * c, true),
             fc2: Linear::load(&vb.pp("mlp.fc2"), 4 * c, c, true),
             // RexSeek's vendored timm code renamed `gamma` to `ramma`.
-            gamma: vb.float_any(&["ramma", "gamma"], [c]),
+            gamma: vb.float_any(&["gamma", "ramma"], [c]),
         }
     }
 

@@ -112,6 +112,21 @@ impl ChatTokenizer {
         Self::from_files(&dir.join("tokenizer.json"), config.exists().then_some(config.as_path()))
     }
 
+    /// Adds `<obj0>`..`<obj99>`, `<ground>`, `</ground>`, `<objects>`, `</objects>` as special
+    /// tokens (after the existing vocabulary, in that order, as ChatRex's builder does), turning
+    /// a base Llama/Qwen tokenizer into a ChatRex one. Returns how many were new.
+    pub fn add_chatrex_tokens(&mut self) -> usize {
+        let names: Vec<String> = (0..MAX_OBJECT_TOKENS)
+            .map(|i| format!("<obj{i}>"))
+            .chain(["<ground>", "</ground>", "<objects>", "</objects>"].map(String::from))
+            .collect();
+        let tokens: Vec<tokenizers::AddedToken> = names
+            .into_iter()
+            .map(|t| tokenizers::AddedToken::from(t, true).normalized(false))
+            .collect();
+        self.tokenizer.add_special_tokens(&tokens)
+    }
+
     /// The underlying `tokenizers` tokenizer.
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer

@@ -1,0 +1,93 @@
+//! Parity of the towers with transformers' CLIPVisionModel and timm's ConvNeXt (small and
+//! full-width, seeded weights), and of RoIAlign with torchvision on 240 boxes
+//! (tools/reference/vision_towers.py, roi_align_cases.py).
+
+use burn::tensor::{Device, Tensor};
+use chatrex_common::parity::{Fixture, check_close, repo_fixtures, values};
+use chatrex_common::weights::{WeightDType, WeightLoader};
+use chatrex_encoder::clip::ClipVisionTower;
+use chatrex_encoder::convnext::ConvNext;
+use chatrex_encoder::roi_align::{RoiAlignParams, roi_align, roi_mean_weights};
+use chatrex_encoder::{ClipVisionConfig, ConvNextConfig, SelectFeature};
+
+const SEED: u64 = 12;
+
+fn towers() -> Fixture {
+    Fixture::open(&repo_fixtures().join("vision/towers.safetensors")).unwrap()
+}
+
+#[test]
+fn clip_matches_transformers() {
+    let device = Device::flex();
+    let fx = towers();
+    for (name, hidden, inter, layers, heads) in [("clip_small", 48, 96, 3, 4), ("clip_full_width", 1024, 4096, 2, 16)] {
+        let config = ClipVisionConfig {
+            hidden_size: hidden,
+            intermediate_size: inter,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            image_size: 56,
+            patch_size: 14,
+            layer_norm_eps: 1e-5,
+            hidden_act: "quick_gelu".into(),
+            num_channels: 3,
+        };
+        let vb = WeightLoader::random(SEED, &device, WeightDType::F32);
+        let pixels: Tensor<4> = fx.tensor(&format!("{name}.pixels"), &device).unwrap();
+        for (layers_used, expected) in [(layers - 1, "selected"), (layers, "last")] {
+            let tower = ClipVisionTower::load(&vb.pp("vision_model"), &config, layers_used, SelectFeature::Patch);
+            let out = values(tower.forward(pixels.clone()));
+            let c = check_close(&format!("{name} {expected}"), &out, &fx.f32(&format!("{name}.{expected}")).unwrap(), 1e-4)
+                .unwrap_or_else(|e| panic!("{e}"));
+            println!("{name} {expected}: {c}");
+        }
+    }
+}
+
+#[test]
+fn convnext_matches_timm() {
+    let device = Device::flex();
+    let fx = towers();
+    for (name, depths, dims) in [
+        ("convnext_small", vec![1, 1, 2, 1], vec![8, 16, 24, 32]),
+        ("convnext_full_width", vec![1, 1, 1, 1], vec![192, 384, 768, 1536]),
+    ] {
+        let vb = WeightLoader::random(SEED, &device, WeightDType::F32);
+        // timm names the layer scale `gamma`; the loader accepts it as well as `ramma`.
+        let trunk = ConvNext::load(&vb, &ConvNextConfig { depths, dims });
+        let pixels: Tensor<4> = fx.tensor(&format!("{name}.pixels"), &device).unwrap();
+        for (s, map) in trunk.forward(pixels).into_iter().enumerate() {
+            let c = check_close(&format!("{name} stage {s}"), &values(map), &fx.f32(&format!("{name}.stage{s}")).unwrap(), 1e-4)
+                .unwrap_or_else(|e| panic!("{e}"));
+            println!("{name} stage {s}: {c}");
+        }
+    }
+}
+
+#[test]
+fn roi_align_matches_torchvision_on_240_boxes() {
+    let fx = Fixture::open(&repo_fixtures().join("roi_align/cases.safetensors")).unwrap();
+    let feat = fx.f32("features").unwrap();
+    let [c, h, w]: [usize; 3] = fx.shape("features").unwrap().try_into().unwrap();
+    let boxes: Vec<[f32; 4]> = fx.f32("boxes").unwrap().chunks(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
+    assert!(boxes.len() >= 200);
+    let p = RoiAlignParams::chatrex();
+    let full = roi_align(&feat, c, h, w, &boxes, &p);
+    let cf = check_close("roi_align", &full, &fx.f32("output").unwrap(), 1e-6).unwrap_or_else(|e| panic!("{e}"));
+    println!("roi_align: {cf}");
+    let mut means = Vec::new();
+    for b in &boxes {
+        let (wy, wx) = roi_mean_weights(b, h, w, &p);
+        for ch in 0..c {
+            let mut acc = 0f32;
+            for i in 0..h {
+                for j in 0..w {
+                    acc += wy[i] * wx[j] * feat[ch * h * w + i * w + j];
+                }
+            }
+            means.push(acc);
+        }
+    }
+    let cm = check_close("separable RoI mean", &means, &fx.f32("mean").unwrap(), 1e-5).unwrap_or_else(|e| panic!("{e}"));
+    println!("separable mean: {cm}");
+}

@@ -1,0 +1,95 @@
+"""Shared helpers of the reference scripts: output paths, saving, and the deterministic
+weight generator that `chatrex_common::weights::RandomWeights` implements in Rust (so that
+full-width layers can be checked without committing their weights)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures"
+SHARED = ROOT.parent / "shared" / "fixtures"
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def out_dir(name: str) -> Path:
+    d = FIXTURES / name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_tensors(path: Path, tensors: dict, meta: dict | None = None):
+    """Saves contiguous CPU tensors (float64 → float32 unless asked otherwise)."""
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(clean, str(path), metadata={k: str(v) for k, v in (meta or {}).items()})
+
+
+def save_json(path: Path, obj):
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def fnv1a(text: str) -> int:
+    h = 0xCBF29CE484222325
+    for b in text.encode():
+        h = ((h ^ b) * 0x00000100000001B3) & MASK64
+    return h
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def seeded_normal(seed: int, key: str, n: int) -> np.ndarray:
+    """Standard normals exactly as `RandomWeights::normal` draws them (SplitMix64 stream,
+    24-bit uniforms in (0, 1], Box–Muller in float32)."""
+    state = (seed ^ fnv1a(key)) & MASK64
+    pairs = (n + 1) // 2
+    with np.errstate(over="ignore"):
+        idx = np.arange(1, 2 * pairs + 1, dtype=np.uint64)
+        z = _mix(np.uint64(state) + idx * np.uint64(GOLDEN))
+    u = ((z >> np.uint64(40)).astype(np.float32) + np.float32(1.0)) * np.float32(1.0 / (1 << 24))
+    u1, u2 = u[0::2], u[1::2]
+    r = np.sqrt(np.float32(-2.0) * np.log(u1))
+    theta = np.float32(2 * np.pi) * u2
+    out = np.empty(2 * pairs, dtype=np.float32)
+    out[0::2] = r * np.cos(theta)
+    out[1::2] = r * np.sin(theta)
+    return out[:n]
+
+
+def seeded_values(seed: int, key: str, shape) -> torch.Tensor:
+    """`RandomWeights::values`: matrices N(0, 1/fan_in), norm weights 1 + 0.1·N, other
+    vectors 0.02·N."""
+    shape = tuple(shape)
+    n = int(np.prod(shape)) if shape else 1
+    v = seeded_normal(seed, key, n)
+    if len(shape) >= 2:
+        fan_in = max(int(np.prod(shape[1:])), 1)
+        v = v * np.float32(1.0 / np.sqrt(np.float32(fan_in)))
+    else:
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf == "weight" and ("norm" in key or "ln" in key):
+            v = np.float32(1.0) + np.float32(0.1) * v
+        else:
+            v = np.float32(0.02) * v
+    return torch.from_numpy(v.reshape(shape).copy())
+
+
+def fill_seeded(module: torch.nn.Module, seed: int, prefix: str = ""):
+    """Overwrites every parameter of `module` with `seeded_values(seed, prefix + name)`."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(seeded_values(seed, prefix + name, p.shape))
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
