@@ -40,6 +40,18 @@ pub fn shared_fixtures() -> Result<PathBuf, String> {
     }
 }
 
+/// The device tests run on: `$CHATREX_TEST_BACKEND` (`cpu`, `wgpu`, `cuda`), `cpu` by default.
+/// `scripts/test-wgpu.sh` runs the parity tests with `wgpu` this way.
+///
+/// Test helper: a misconfigured backend fails the test loudly.
+#[allow(clippy::panic)]
+pub fn test_device() -> Device {
+    let name = std::env::var("CHATREX_TEST_BACKEND").unwrap_or_else(|_| "cpu".into());
+    name.parse::<crate::Backend>()
+        .and_then(|b| b.device())
+        .unwrap_or_else(|e| panic!("CHATREX_TEST_BACKEND={name}: {e}"))
+}
+
 /// A safetensors file of named reference tensors.
 pub struct Fixture {
     files: SafetensorsFiles,

@@ -45,7 +45,7 @@ const CASES: [&str; 2] = ["test_chatrex_install_b5_detect", "test_chatrex_instal
 
 #[test]
 fn official_decoding_reproduces_ids_text_groundings_and_tensors() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let model = ChatRex::load(&dir().join("tiny"), &LoadOptions::default(), &device).expect("strict load");
     let image = load_rgb(&dir().join("test_chatrex_install.jpg"), &ImageLimits::default()).unwrap();
     let inter = Fixture::open(&dir().join("ref/intermediates_test_chatrex_install.safetensors")).unwrap();
@@ -107,7 +107,7 @@ fn official_decoding_reproduces_ids_text_groundings_and_tensors() {
 
 #[test]
 fn index_mask_changes_output_only_where_the_official_model_erred() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let model = ChatRex::load(&dir().join("tiny"), &LoadOptions::default(), &device).unwrap();
     let image = load_rgb(&dir().join("test_chatrex_install.jpg"), &ImageLimits::default()).unwrap();
     let tokens = model.tokenizer().chatrex_tokens().unwrap();

@@ -91,7 +91,7 @@ fn preprocessing_matches_the_official_processor() {
 
 #[test]
 fn towers_fusion_and_object_tokens_match() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let enc = encoder(&device);
     let fx = Fixture::open(&dir().join("ref/intermediates_test_chatrex_install.safetensors")).unwrap();
     let image = load_rgb(&dir().join("test_chatrex_install.jpg"), &ImageLimits::default()).unwrap();

@@ -18,7 +18,7 @@ fn towers() -> Fixture {
 
 #[test]
 fn clip_matches_transformers() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let fx = towers();
     for (name, hidden, inter, layers, heads) in [("clip_small", 48, 96, 3, 4), ("clip_full_width", 1024, 4096, 2, 16)] {
         let config = ClipVisionConfig {
@@ -46,7 +46,7 @@ fn clip_matches_transformers() {
 
 #[test]
 fn convnext_matches_timm() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let fx = towers();
     for (name, depths, dims) in [
         ("convnext_small", vec![1, 1, 2, 1], vec![8, 16, 24, 32]),

@@ -23,7 +23,7 @@ fn load(device: &Device) -> (CausalLm, ChatTokenizer) {
 
 #[test]
 fn official_cases_give_identical_ids() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let (lm, tok) = load(&device);
     let inter = Fixture::open(&dir().join("ref/intermediates_test_chatrex_install.safetensors")).unwrap();
     let image = inter.tensor::<3>("image_embeds_after_mm_projector", &device).unwrap().reshape([576, 64]);

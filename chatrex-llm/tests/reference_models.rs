@@ -36,7 +36,7 @@ fn greedy_without_cache(lm: &CausalLm, prompt: &[u32], steps: usize) -> Vec<u32>
 
 #[test]
 fn logits_and_greedy_ids_match_transformers() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     for name in MODELS {
         let dir = repo_fixtures().join("llm").join(name);
         let (lm, report) = CausalLm::load_dir(&dir, &device, WeightDType::F32).unwrap();

@@ -22,7 +22,7 @@ fn load_tiny(device: &Device) -> Upn {
 }
 
 fn run(prompt: PromptType) -> (Upn, UpnTrace) {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let upn = load_tiny(&device);
     let image = load_rgb(&dir().join("test_upn.jpeg"), &ImageLimits::default()).unwrap();
     let input = preprocess(&image, &device).unsqueeze::<4>();
@@ -139,7 +139,7 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn end_to_end(prompt: PromptType, name: &str) {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let upn = load_tiny(&device);
     let image = load_rgb(&dir().join("test_upn.jpeg"), &ImageLimits::default()).unwrap();
     let reference = json(name);
@@ -181,7 +181,7 @@ fn coarse_prompt_end_to_end() {
 #[test]
 fn msda_core_matches_the_grid_sample_cases() {
     use chatrex_upn::msda::{LevelLayout, msda_core};
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let fx = Fixture::open(&dir().join("msda_cases.safetensors")).unwrap();
     for case in 0..3 {
         let p = format!("case{case}");

@@ -24,7 +24,7 @@ fn check(what: &str, actual: Vec<f32>, fx: &Fixture, name: &str) {
 
 #[test]
 fn swin_encoder_selection_and_decoder_match_the_reference() {
-    let device = Device::flex();
+    let device = chatrex_common::parity::test_device();
     let fx = Fixture::open(&repo_fixtures().join("upn_modules/cases.safetensors")).unwrap();
     let vb = WeightLoader::random(SEED, &device, WeightDType::F32);
 
