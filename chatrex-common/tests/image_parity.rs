@@ -1,6 +1,8 @@
 //! Decoding and resampling parity with Pillow (libjpeg-turbo 3.2 decode, Pillow 13 resize),
 //! against the official-code fixtures in `../shared/fixtures`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use chatrex_common::image::{ImageLimits, ResampleFilter, decode_rgb, load_rgb, resize_rgb8};
 use chatrex_common::parity::{Fixture, shared_fixtures};
 use image::RgbImage;

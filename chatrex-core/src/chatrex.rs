@@ -351,13 +351,12 @@ impl ChatRex {
         let k = encoded.proposals.len();
         let prompt = build_prompt(&self.template, &self.tokenizer, history, k, question)?;
         let positions = prompt.input_ids.len() - 1 + encoded.image_tokens.dims()[0];
-        if let Some(limit) = self.config.max_length {
-            if positions > limit {
+        if let Some(limit) = self.config.max_length
+            && positions > limit {
                 return Err(ChatRexError::Request(format!(
                     "the prompt takes {positions} positions, more than the model's tokenizer_model_max_length {limit}"
                 )));
             }
-        }
         let embeds = splice_embeddings(&self.lm, &prompt.input_ids, Some(&encoded.image_tokens), Some(&encoded.object_tokens))?;
         let tokens = self.tokens.clone();
         let mut range_mask = FnFilter(move |logits: &mut [f32]| mask_out_of_range_objects(logits, &tokens, k));

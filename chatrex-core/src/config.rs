@@ -123,13 +123,12 @@ impl ModelConfig {
         };
         encoder.validate()?;
         for (field, derived) in [("mm_hidden_size", encoder.mm_hidden_size()), ("object_hidden_size", encoder.object_hidden_size())] {
-            if let Some(given) = v.get(field).and_then(Value::as_u64) {
-                if given as usize != derived {
+            if let Some(given) = v.get(field).and_then(Value::as_u64)
+                && given as usize != derived {
                     return Err(ChatRexError::Config(format!(
                         "{field} is {given} but the towers give {derived}"
                     )));
                 }
-            }
         }
         if let Some(obj) = v.as_object() {
             for key in obj.keys().filter(|k| !KNOWN_FIELDS.contains(&k.as_str())) {

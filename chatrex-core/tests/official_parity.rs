@@ -2,7 +2,8 @@
 //! directory in the official layout is loaded strictly, and with the index mask off
 //! (official decoding) the ids, text, parsed groundings and every dumped tensor match.
 
-use burn::tensor::Device;
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use chatrex_common::image::{ImageLimits, load_rgb};
 use chatrex_common::parity::{Fixture, check_close, shared_fixtures};
 use chatrex_core::{AnswerOptions, ChatRex, LoadOptions, ProposalBox};

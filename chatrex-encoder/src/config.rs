@@ -78,13 +78,13 @@ impl ClipVisionConfig {
 
     /// Checks the sizes.
     pub fn validate(&self) -> Result<(), EncoderError> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(EncoderError::Config(format!(
                 "CLIP image_size {} is not a multiple of patch_size {}",
                 self.image_size, self.patch_size
             )));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(EncoderError::Config(format!(
                 "CLIP hidden_size {} does not split into {} heads",
                 self.hidden_size, self.num_attention_heads
@@ -200,7 +200,7 @@ impl DualEncoderConfig {
         if c.depths.len() != 4 || c.dims.len() != 4 {
             return Err(EncoderError::Config("ConvNeXt needs 4 stages".into()));
         }
-        if self.high_res % 32 != 0 {
+        if !self.high_res.is_multiple_of(32) {
             return Err(EncoderError::Config(format!("high_res {} must be a multiple of 32", self.high_res)));
         }
         let (g_low, g_high) = (self.clip.grid(), self.high_res / 32);
@@ -221,7 +221,7 @@ impl DualEncoderConfig {
                 self.select_layer
             )));
         }
-        if self.object_hidden_size() % 4 != 0 {
+        if !self.object_hidden_size().is_multiple_of(4) {
             return Err(EncoderError::Config(format!(
                 "the ConvNeXt channels sum to {}, which must be divisible by 4 (box position embedding)",
                 self.object_hidden_size()

@@ -47,28 +47,32 @@ pub fn pooled_object_features(stages: &[Tensor<4>], boxes: &[[f32; 4]], params: 
 /// Maps per-box weights on the `grid_h × grid_w` RoI grid to a level of `h × w` through the
 /// transposed bilinear upsampling: returns `vy [h, K]` and `vx [w, K]` (row-major).
 fn project_weights(weights: &[(Vec<f32>, Vec<f32>)], grid_h: usize, grid_w: usize, h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
-    let k = weights.len();
-    let project = |len: usize, grid: usize, pick: &dyn Fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
-        let mut v = vec![0f32; len * k];
-        if len == grid {
-            for (b, wts) in weights.iter().enumerate() {
-                for (i, &x) in pick(wts).iter().enumerate() {
-                    v[i * k + b] = x;
-                }
-            }
-        } else {
-            let taps = linear_taps(len, grid);
-            for (b, wts) in weights.iter().enumerate() {
-                for (i, &x) in pick(wts).iter().enumerate() {
-                    let t = taps[i];
-                    v[t.i0 * k + b] += x * t.w0;
-                    v[t.i1 * k + b] += x * t.w1;
-                }
+    let ys: Vec<&[f32]> = weights.iter().map(|(wy, _)| wy.as_slice()).collect();
+    let xs: Vec<&[f32]> = weights.iter().map(|(_, wx)| wx.as_slice()).collect();
+    (project_axis(&ys, grid_h, h), project_axis(&xs, grid_w, w))
+}
+
+/// One axis of [`project_weights`]: per-box weights over `grid` samples → `[len, K]` over the
+/// level's `len` pixels (identity when the level is the grid itself).
+fn project_axis(per_box: &[&[f32]], grid: usize, len: usize) -> Vec<f32> {
+    let k = per_box.len();
+    let mut v = vec![0f32; len * k];
+    if len == grid {
+        for (b, wts) in per_box.iter().enumerate() {
+            for (i, &x) in wts.iter().enumerate() {
+                v[i * k + b] = x;
             }
         }
-        v
-    };
-    (project(h, grid_h, &|w| &w.0), project(w, grid_w, &|w| &w.1))
+    } else {
+        let taps = linear_taps(len, grid);
+        for (b, wts) in per_box.iter().enumerate() {
+            for (t, &x) in taps.iter().zip(wts.iter()) {
+                v[t.i0 * k + b] += x * t.w0;
+                v[t.i1 * k + b] += x * t.w1;
+            }
+        }
+    }
+    v
 }
 
 /// Sine embedding of each box (xyxy in a `side × side` frame): normalised to [0, 1], turned

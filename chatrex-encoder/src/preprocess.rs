@@ -9,7 +9,7 @@ use chatrex_common::image::{ResampleFilter, RgbImage, resize_rgb8};
 /// CLIP channel means (R, G, B).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP channel standard deviations (R, G, B).
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// Fill colour of the square padding: `int(255 · mean)` = (122, 116, 104).
 pub const PAD_COLOR: [u8; 3] = [122, 116, 104];
 

@@ -1,6 +1,8 @@
 //! Parity with the official RexSeek code (the ChatRex MLLM design): tiny random weights, real
 //! photo, fixture in `../shared/fixtures/mllm/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use burn::tensor::{Device, Tensor};
 use chatrex_common::image::{ImageLimits, load_rgb};
 use chatrex_common::parity::{Fixture, check_close, compare, shared_fixtures, values};

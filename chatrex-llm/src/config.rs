@@ -122,7 +122,7 @@ impl LlmConfig {
         if raw.pretraining_tp.is_some_and(|tp| tp > 1) {
             return unsupported("pretraining_tp > 1".into());
         }
-        if raw.num_attention_heads == 0 || raw.hidden_size % raw.num_attention_heads != 0 {
+        if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
             return Err(LlmError::Config(format!(
                 "hidden_size {} does not split into {} heads",
                 raw.hidden_size, raw.num_attention_heads
@@ -133,13 +133,13 @@ impl LlmConfig {
             return unsupported(format!("head_dim {:?} ≠ hidden_size / heads = {head_dim}", raw.head_dim));
         }
         let kv = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if kv == 0 || raw.num_attention_heads % kv != 0 {
+        if kv == 0 || !raw.num_attention_heads.is_multiple_of(kv) {
             return Err(LlmError::Config(format!(
                 "{} query heads cannot be grouped over {kv} key/value heads",
                 raw.num_attention_heads
             )));
         }
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(LlmError::Config(format!("head dim {head_dim} must be even for rotary embeddings")));
         }
         let (default_theta, default_eps, default_bias) = match architecture {

@@ -111,11 +111,10 @@ pub fn generate(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation, LlmError> {
     options.sampling.validate().map_err(LlmError::Request)?;
-    if let Some(p) = options.repetition_penalty {
-        if !(p.is_finite() && p > 0.0) {
+    if let Some(p) = options.repetition_penalty
+        && !(p.is_finite() && p > 0.0) {
             return Err(LlmError::Request(format!("repetition_penalty must be > 0, got {p}")));
         }
-    }
     let [batch, len, _] = prompt.dims();
     if batch != 1 || len == 0 {
         return Err(LlmError::Request(format!("one non-empty prompt expected, got [{batch}, {len}]")));

@@ -33,11 +33,10 @@ impl Sampling {
             if *top_k == Some(0) {
                 return Err("top_k must be at least 1".into());
             }
-            if let Some(p) = top_p {
-                if !(*p > 0.0 && *p <= 1.0) {
+            if let Some(p) = top_p
+                && !(*p > 0.0 && *p <= 1.0) {
                     return Err(format!("top_p must be in (0, 1], got {p}"));
                 }
-            }
         }
         Ok(())
     }

@@ -123,16 +123,16 @@ impl UpnConfig {
                 self.num_stages()
             ));
         }
-        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return bad(format!("d_model {} does not split into {} heads", self.d_model, self.n_heads));
         }
-        if self.d_model % 32 != 0 {
+        if !self.d_model.is_multiple_of(32) {
             return bad(format!("d_model {} must be a multiple of 32 (GroupNorm(32) in the neck)", self.d_model));
         }
         if self.n_points == 0 || self.num_queries == 0 || self.d_ffn == 0 || self.dec_layers == 0 {
             return bad("n_points, num_queries, d_ffn and dec_layers must be positive".into());
         }
-        if !(self.pos_temperature > 0.0) {
+        if !self.pos_temperature.is_finite() || self.pos_temperature <= 0.0 {
             return bad("pos_temperature must be positive".into());
         }
         Ok(())

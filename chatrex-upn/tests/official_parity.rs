@@ -1,6 +1,8 @@
 //! Parity with the official ChatRex UPN (tiny random weights, real photo), from the fixture in
 //! `../shared/fixtures/upn/` made by running the official code on CPU in float32.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use burn::tensor::{Device, Tensor};
 use chatrex_common::image::{ImageLimits, load_rgb};
 use chatrex_common::parity::{Fixture, check_close, shared_fixtures, values};

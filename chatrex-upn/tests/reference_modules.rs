@@ -3,8 +3,10 @@
 //! window and merge padding, shifted windows), a deformable encoder layer, two-stage
 //! selection and a two-layer decoder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use chatrex_common::parity::{Fixture, check_close, repo_fixtures, values};
 use chatrex_common::weights::{WeightDType, WeightLoader};
 use chatrex_upn::decoder::Decoder;

@@ -144,7 +144,7 @@ fn floats_as_f32(bytes: &[u8], stored: StoredDType) -> Result<Vec<f32>, String> 
     let chunk = stored
         .size()
         .ok_or_else(|| format!("unsupported element type {stored}"))?;
-    if bytes.len() % chunk != 0 {
+    if !bytes.len().is_multiple_of(chunk) {
         return Err(format!(
             "{} bytes is not a whole number of {stored} elements",
             bytes.len()
@@ -219,7 +219,7 @@ pub fn int_values(bytes: &[u8], stored: StoredDType) -> Result<Vec<i64>, String>
     let chunk = stored
         .size()
         .ok_or_else(|| format!("unsupported element type {stored}"))?;
-    if bytes.len() % chunk != 0 {
+    if !bytes.len().is_multiple_of(chunk) {
         return Err(format!(
             "{} bytes is not a whole number of {stored} elements",
             bytes.len()

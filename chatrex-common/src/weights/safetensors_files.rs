@@ -222,8 +222,8 @@ impl SafetensorsFiles {
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .ok_or_else(|| corrupt(path, format!("tensor `{name}` has an overflowing shape")))?;
-            if let Some(size) = dtype.size() {
-                if numel.checked_mul(size) != Some(end - begin) {
+            if let Some(size) = dtype.size()
+                && numel.checked_mul(size) != Some(end - begin) {
                     return Err(corrupt(
                         path,
                         format!(
@@ -235,7 +235,6 @@ impl SafetensorsFiles {
                         ),
                     ));
                 }
-            }
             if self.entries.contains_key(&name) {
                 return Err(corrupt(path, format!("tensor `{name}` is stored in two files")));
             }
