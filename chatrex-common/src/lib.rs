@@ -8,6 +8,7 @@
 //! - [`layers`]: inference layers with PyTorch parameter names.
 //! - [`parity`]: fixture access and error measures for parity tests.
 
+pub mod allocator;
 pub mod device;
 pub mod image;
 pub mod layers;

@@ -30,6 +30,8 @@ pub mod encoder;
 mod error;
 pub mod model;
 pub mod msda;
+#[cfg(feature = "flex")]
+mod msda_cpu;
 pub mod neck;
 pub mod nms;
 pub mod position;

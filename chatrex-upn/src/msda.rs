@@ -179,6 +179,23 @@ pub fn msda_core(
     locations: Tensor<6>,
     weights: Tensor<5>,
 ) -> Tensor<3> {
+    #[cfg(feature = "flex")]
+    if value.device() == burn::tensor::Device::flex() {
+        if let Some(out) = crate::msda_cpu::msda_core_cpu(&value, layout, &locations, &weights) {
+            return out;
+        }
+    }
+    msda_core_tensor_ops(value, layout, locations, weights)
+}
+
+/// [`msda_core`] with Burn tensor ops only (`grid_sample_2d` per level, queries in chunks):
+/// the path of every backend but the CPU one.
+pub fn msda_core_tensor_ops(
+    value: Tensor<4>,
+    layout: &LevelLayout,
+    locations: Tensor<6>,
+    weights: Tensor<5>,
+) -> Tensor<3> {
     let [b, _, m, d] = value.dims();
     let [_, lq, _, l, p, _] = locations.dims();
     let options = GridSampleOptions::new(InterpolateMode::Bilinear)

@@ -3,16 +3,16 @@
 //! each stage's output.
 
 use crate::config::SwinConfig;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::ops::PadMode;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Bool, Tensor, TensorData};
 use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
 use chatrex_common::weights::WeightLoader;
 
 /// LayerNorm epsilon of every Swin norm (PyTorch default).
 const LN_EPS: f64 = 1e-5;
-/// Attention-mask value between tokens of different regions of a shifted window.
-const SHIFT_MASK_VALUE: f32 = -100.0;
 
 /// The Swin backbone. Keys under `backbone.model.backbone`.
 #[derive(Debug, Clone)]
@@ -104,8 +104,14 @@ impl WindowAttention {
         }
     }
 
-    /// `[BW, N, C]` windows (+ optional `[nW, N, N]` shift mask) → `[BW, N, C]`.
-    fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<3>>) -> Tensor<3> {
+    /// `[BW, N, C]` windows (+ optional `[BW, 1, N, N]` shift mask, `true` = masked) →
+    /// `[BW, N, C]`, through Burn's fused attention with the relative position bias
+    /// broadcast over windows.
+    ///
+    /// The official code adds −100 between tokens of different shifted regions; masking them
+    /// out instead differs by `exp(−100) ≈ 4e−44` of a softmax weight, far below f32
+    /// resolution of the other weights.
+    fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4, Bool>>) -> Tensor<3> {
         let [bw, n, c] = x.dims();
         let hd = c / self.heads;
         let qkv = self.qkv.forward(x).reshape([bw, n, 3, self.heads, hd]);
@@ -115,17 +121,15 @@ impl WindowAttention {
                 .reshape([bw, n, self.heads, hd])
                 .swap_dims(1, 2)
         };
-        let scale = (hd as f64).powf(-0.5);
-        let q = part(0) * scale;
-        let (k, v) = (part(1), part(2));
-        let mut attn = q.matmul(k.transpose()) + self.relative_bias.clone().unsqueeze::<4>();
-        if let Some(mask) = mask {
-            let nw = mask.dims()[0];
-            attn = (attn.reshape([bw / nw, nw, self.heads, n, n])
-                + mask.clone().reshape([1, nw, 1, n, n]))
-            .reshape([bw, self.heads, n, n]);
-        }
-        let out = softmax(attn, 3).matmul(v).swap_dims(1, 2).reshape([bw, n, c]);
+        let options = AttentionModuleOptions {
+            scale: Some((hd as f64).powf(-0.5)),
+            softcap: None,
+            is_causal: false,
+        };
+        let bias = self.relative_bias.clone().unsqueeze::<4>();
+        let out = attention(part(0), part(1), part(2), mask.cloned(), Some(bias), options)
+            .swap_dims(1, 2)
+            .reshape([bw, n, c]);
         self.proj.forward(out)
     }
 }
@@ -147,9 +151,9 @@ fn window_reverse(windows: Tensor<3>, w: usize, b: usize, hp: usize, wp: usize) 
         .reshape([b, hp, wp, c])
 }
 
-/// The attention mask of shifted windows on a padded `hp × wp` map: `[nW, w², w²]` with
-/// −100 between tokens from different regions of the cyclically shifted map.
-fn shift_mask(hp: usize, wp: usize, w: usize, shift: usize) -> Vec<f32> {
+/// The attention mask of shifted windows on a padded `hp × wp` map: `[nW, w², w²]`, `true`
+/// between tokens from different regions of the cyclically shifted map.
+fn shift_mask(hp: usize, wp: usize, w: usize, shift: usize) -> Vec<bool> {
     let region = |i: usize, size: usize| -> usize {
         if i < size - w {
             0
@@ -171,7 +175,7 @@ fn shift_mask(hp: usize, wp: usize, w: usize, shift: usize) -> Vec<f32> {
             let labels: Vec<usize> = (0..n).map(label).collect();
             for i in 0..n {
                 for j in 0..n {
-                    mask.push(if labels[i] == labels[j] { 0.0 } else { SHIFT_MASK_VALUE });
+                    mask.push(labels[i] != labels[j]);
                 }
             }
         }
@@ -194,7 +198,7 @@ impl SwinBlock {
     }
 
     /// `[B, H, W, C]` → `[B, H, W, C]`; `mask` is the shift mask for the padded size.
-    fn forward(&self, x: Tensor<4>, mask: Option<&Tensor<3>>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, mask: Option<&Tensor<4, Bool>>) -> Tensor<4> {
         let [b, h, w, c] = x.dims();
         let ws = self.window;
         let (pad_b, pad_r) = ((ws - h % ws) % ws, (ws - w % ws) % ws);
@@ -258,10 +262,11 @@ impl SwinStage {
         let mask = needs_mask.then(|| {
             let shift = ws / 2;
             let nw = (hp / ws) * (wp / ws);
-            Tensor::<3>::from_data(
-                TensorData::new(shift_mask(hp, wp, ws, shift), [nw, ws * ws, ws * ws]),
-                (&x.device(), x.dtype()),
-            )
+            let n = ws * ws;
+            let b = x.dims()[0];
+            let one = shift_mask(hp, wp, ws, shift);
+            let all: Vec<bool> = (0..b).flat_map(|_| one.iter().copied()).collect();
+            Tensor::<4, Bool>::from_data(TensorData::new(all, [b * nw, 1, n, n]), &x.device())
         });
         for block in &self.blocks {
             x = block.forward(x, mask.as_ref());
@@ -368,9 +373,9 @@ mod tests {
         // 4×4 map, window 2, shift 1: the last window holds 4 different regions.
         let m = shift_mask(4, 4, 2, 1);
         let last = &m[3 * 16..4 * 16];
-        let zeros = last.iter().filter(|v| **v == 0.0).count();
-        assert_eq!(zeros, 4);
+        let attended = last.iter().filter(|v| !**v).count();
+        assert_eq!(attended, 4);
         // The first window lies in one region.
-        assert!(m[..16].iter().all(|v| *v == 0.0));
+        assert!(m[..16].iter().all(|v| !*v));
     }
 }
