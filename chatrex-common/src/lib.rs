@@ -10,6 +10,7 @@
 
 pub mod allocator;
 pub mod device;
+pub mod host_matmul;
 pub mod image;
 pub mod layers;
 pub mod parity;

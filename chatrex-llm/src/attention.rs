@@ -5,16 +5,16 @@ use crate::rope::apply_rope;
 use crate::LlmError;
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Tensor, TensorData};
-use chatrex_common::layers::Linear;
+use crate::linear::LlmLinear;
 use chatrex_common::weights::WeightLoader;
 
 /// `self_attn.{q,k,v,o}_proj`.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: LlmLinear,
+    k_proj: LlmLinear,
+    v_proj: LlmLinear,
+    o_proj: LlmLinear,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -26,10 +26,10 @@ impl Attention {
         let head_dim = hidden / heads;
         vb.ignore("rotary_emb.inv_freq");
         Self {
-            q_proj: Linear::load(&vb.pp("q_proj"), hidden, heads * head_dim, bias),
-            k_proj: Linear::load(&vb.pp("k_proj"), hidden, kv_heads * head_dim, bias),
-            v_proj: Linear::load(&vb.pp("v_proj"), hidden, kv_heads * head_dim, bias),
-            o_proj: Linear::load(&vb.pp("o_proj"), heads * head_dim, hidden, false),
+            q_proj: LlmLinear::load(&vb.pp("q_proj"), hidden, heads * head_dim, bias),
+            k_proj: LlmLinear::load(&vb.pp("k_proj"), hidden, kv_heads * head_dim, bias),
+            v_proj: LlmLinear::load(&vb.pp("v_proj"), hidden, kv_heads * head_dim, bias),
+            o_proj: LlmLinear::load(&vb.pp("o_proj"), heads * head_dim, hidden, false),
             heads,
             kv_heads,
             head_dim,

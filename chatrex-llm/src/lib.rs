@@ -17,6 +17,7 @@ pub mod generate;
 pub mod grammar;
 pub mod grounding;
 pub mod kv_cache;
+pub mod linear;
 pub mod model;
 pub mod multimodal;
 pub mod retrieval;

@@ -7,7 +7,9 @@ use crate::rope::Rope;
 use crate::LlmError;
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
-use chatrex_common::layers::Linear;
+use crate::linear::{LlmLinear, host_weights};
+use chatrex_common::host_matmul::HostMatrix;
+use std::sync::Arc;
 use chatrex_common::weights::{WeightDType, WeightLoader};
 
 /// RMSNorm computed in f32 (as Hugging Face does), cast back to the input dtype.
@@ -18,10 +20,10 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// Loads `weight` `[d]`.
-    pub fn load(vb: &WeightLoader, d: usize, eps: f64) -> Self {
+    /// Loads `weight` `[d]` in `dtype` (the activation dtype).
+    pub fn load(vb: &WeightLoader, d: usize, eps: f64, dtype: WeightDType) -> Self {
         Self {
-            weight: vb.float("weight", [d]),
+            weight: vb.float_as("weight", [d], dtype),
             eps,
         }
     }
@@ -38,9 +40,9 @@ impl RmsNorm {
 
 #[derive(Debug, Clone)]
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: LlmLinear,
+    up_proj: LlmLinear,
+    down_proj: LlmLinear,
 }
 
 impl Mlp {
@@ -76,17 +78,26 @@ impl Default for LlmKeys {
     }
 }
 
+/// The token embedding matrix `[vocab, hidden]`.
+#[derive(Debug, Clone)]
+enum Embedding {
+    Tensor(Box<Tensor<2>>),
+    Host(Arc<HostMatrix>),
+}
+
 /// A causal language model: embeddings → decoder layers → norm → LM head.
 #[derive(Debug, Clone)]
 pub struct CausalLm {
     config: LlmConfig,
-    embed_tokens: Tensor<2>,
+    embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    /// `[vocab, hidden]`; `None` when tied to the embeddings.
-    lm_head: Option<Tensor<2>>,
+    /// The LM head (the embedding matrix when tied).
+    lm_head: LlmLinear,
     rope: Rope,
     dtype: WeightDType,
+    /// Activation dtype: the weight dtype on devices, f32 with host weights.
+    act_dtype: DType,
     device: Device,
 }
 
@@ -95,12 +106,14 @@ impl CausalLm {
     pub fn from_loader(vb: &WeightLoader, config: &LlmConfig, keys: &LlmKeys) -> Self {
         let c = config;
         let m = vb.pp(&keys.model);
+        let host = host_weights(vb.device());
+        let norm_dtype = if host { WeightDType::F32 } else { vb.dtype() };
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let l = m.pp(format!("layers.{i}"));
                 let mlp = l.pp("mlp");
                 DecoderLayer {
-                    input_layernorm: RmsNorm::load(&l.pp("input_layernorm"), c.hidden_size, c.rms_norm_eps),
+                    input_layernorm: RmsNorm::load(&l.pp("input_layernorm"), c.hidden_size, c.rms_norm_eps, norm_dtype),
                     self_attn: Attention::load(
                         &l.pp("self_attn"),
                         c.hidden_size,
@@ -112,31 +125,45 @@ impl CausalLm {
                         &l.pp("post_attention_layernorm"),
                         c.hidden_size,
                         c.rms_norm_eps,
+                        norm_dtype,
                     ),
                     mlp: Mlp {
-                        gate_proj: Linear::load(&mlp.pp("gate_proj"), c.hidden_size, c.intermediate_size, false),
-                        up_proj: Linear::load(&mlp.pp("up_proj"), c.hidden_size, c.intermediate_size, false),
-                        down_proj: Linear::load(&mlp.pp("down_proj"), c.intermediate_size, c.hidden_size, false),
+                        gate_proj: LlmLinear::load(&mlp.pp("gate_proj"), c.hidden_size, c.intermediate_size, false),
+                        up_proj: LlmLinear::load(&mlp.pp("up_proj"), c.hidden_size, c.intermediate_size, false),
+                        down_proj: LlmLinear::load(&mlp.pp("down_proj"), c.intermediate_size, c.hidden_size, false),
                     },
                 }
             })
             .collect();
-        let embed_tokens = m.float("embed_tokens.weight", [c.vocab_size, c.hidden_size]);
         let lm_head_key = format!("{}.weight", keys.lm_head);
-        // Tied models may still store the head (identical bytes are accepted as an alias).
-        let lm_head = if c.tie_word_embeddings {
-            vb.alias(&lm_head_key, &m.key("embed_tokens.weight"));
-            None
+        let (embed_tokens, lm_head) = if host {
+            let table = Arc::new(m.host_matrix("embed_tokens.weight", c.vocab_size, c.hidden_size, vb.dtype()));
+            let head = if c.tie_word_embeddings {
+                // Tied models may still store the head (identical bytes are accepted as an alias).
+                vb.alias(&lm_head_key, &m.key("embed_tokens.weight"));
+                LlmLinear::shared(table.clone())
+            } else {
+                LlmLinear::load(&vb.pp(&keys.lm_head), c.hidden_size, c.vocab_size, false)
+            };
+            (Embedding::Host(table), head)
         } else {
-            Some(vb.float(&lm_head_key, [c.vocab_size, c.hidden_size]))
+            let table = m.float("embed_tokens.weight", [c.vocab_size, c.hidden_size]);
+            let head = if c.tie_word_embeddings {
+                vb.alias(&lm_head_key, &m.key("embed_tokens.weight"));
+                LlmLinear::Tensor(Box::new(chatrex_common::layers::Linear { weight: table.clone(), bias: None }))
+            } else {
+                LlmLinear::load(&vb.pp(&keys.lm_head), c.hidden_size, c.vocab_size, false)
+            };
+            (Embedding::Tensor(Box::new(table)), head)
         };
         Self {
             embed_tokens,
             layers,
-            norm: RmsNorm::load(&m.pp("norm"), c.hidden_size, c.rms_norm_eps),
+            norm: RmsNorm::load(&m.pp("norm"), c.hidden_size, c.rms_norm_eps, norm_dtype),
             lm_head,
             rope: Rope::new(c.head_dim(), c.rope_theta),
             dtype: vb.dtype(),
+            act_dtype: if host { DType::F32 } else { vb.dtype().dtype() },
             device: vb.device().clone(),
             config: c.clone(),
         }
@@ -157,6 +184,11 @@ impl CausalLm {
         self.dtype
     }
 
+    /// The dtype activations run in (f32 when weights live in host memory).
+    pub fn activation_dtype(&self) -> DType {
+        self.act_dtype
+    }
+
     /// An empty KV cache for up to `capacity` positions (clamped to the model's context).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache::new(self.config.num_hidden_layers, capacity.min(self.config.max_position_embeddings))
@@ -170,11 +202,23 @@ impl CausalLm {
                 self.config.vocab_size
             )));
         }
-        let index = Tensor::<1, Int>::from_data(
-            TensorData::new(ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), [ids.len()]),
-            &self.device,
-        );
-        Ok(self.embed_tokens.clone().select(0, index))
+        match &self.embed_tokens {
+            Embedding::Tensor(table) => {
+                let index = Tensor::<1, Int>::from_data(
+                    TensorData::new(ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), [ids.len()]),
+                    &self.device,
+                );
+                Ok(table.as_ref().clone().select(0, index))
+            }
+            Embedding::Host(table) => {
+                let h = table.cols;
+                let mut rows = vec![0f32; ids.len() * h];
+                for (i, &id) in ids.iter().enumerate() {
+                    table.row_f32(id as usize, &mut rows[i * h..(i + 1) * h]);
+                }
+                Ok(Tensor::from_data(TensorData::new(rows, [ids.len(), h]), &self.device))
+            }
+        }
     }
 
     /// Runs the decoder on `embeds [B, L, hidden]` at positions `cache.len()..+L`, appending to
@@ -191,7 +235,7 @@ impl CausalLm {
                 limit: cache.capacity(),
             });
         }
-        let dtype = self.dtype.dtype();
+        let dtype = self.act_dtype;
         let (cos, sin) = self.rope.tables(start, l, &self.device);
         let (cos, sin) = (cos.cast(dtype), sin.cast(dtype));
         let mut x = embeds.cast(dtype);
@@ -208,19 +252,20 @@ impl CausalLm {
 
     /// LM head on hidden states `[N, hidden]` → logits `[N, vocab]` in f32.
     pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        hidden.matmul(head.clone().transpose()).cast(DType::F32)
+        let [n, _] = hidden.dims();
+        let values = self.lm_head.forward_host(hidden);
+        Tensor::from_data(TensorData::new(values, [n, self.config.vocab_size]), &self.device)
     }
 
     /// Logits of the last position of a forward pass: `hidden [1, L, H]` → `[vocab]` on host.
     pub fn last_logits(&self, hidden: &Tensor<3>) -> Result<Vec<f32>, LlmError> {
         let [_, l, h] = hidden.dims();
         let last = hidden.clone().narrow(1, l - 1, 1).reshape([1, h]);
-        self.logits(last)
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| LlmError::Backend(format!("{e:?}")))
+        let values = self.lm_head.forward_host(last);
+        if values.len() != self.config.vocab_size {
+            return Err(LlmError::Backend("LM head returned an unexpected number of logits".into()));
+        }
+        Ok(values)
     }
 }
 

@@ -36,7 +36,7 @@ pub fn splice_embeddings(
     if let Some(bad) = ids.iter().find(|&&i| i < 0 && i != IMAGE_PLACEHOLDER && i != OBJECT_PLACEHOLDER) {
         return Err(LlmError::Request(format!("unknown placeholder id {bad}")));
     }
-    let dtype = lm.dtype().dtype();
+    let dtype = lm.activation_dtype();
     let mut parts: Vec<Tensor<2>> = Vec::new();
     let mut text: Vec<u32> = Vec::new();
     let mut object = 0;

@@ -180,10 +180,10 @@ pub fn msda_core(
     weights: Tensor<5>,
 ) -> Tensor<3> {
     #[cfg(feature = "flex")]
-    if value.device() == burn::tensor::Device::flex() {
-        if let Some(out) = crate::msda_cpu::msda_core_cpu(&value, layout, &locations, &weights) {
-            return out;
-        }
+    if value.device() == burn::tensor::Device::flex()
+        && let Some(out) = crate::msda_cpu::msda_core_cpu(&value, layout, &locations, &weights)
+    {
+        return out;
     }
     msda_core_tensor_ops(value, layout, locations, weights)
 }

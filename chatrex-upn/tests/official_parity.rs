@@ -182,7 +182,7 @@ fn coarse_prompt_end_to_end() {
 
 #[test]
 fn msda_core_matches_the_grid_sample_cases() {
-    use chatrex_upn::msda::{LevelLayout, msda_core};
+    use chatrex_upn::msda::{LevelLayout, msda_core, msda_core_tensor_ops};
     let device = chatrex_common::parity::test_device();
     let fx = Fixture::open(&dir().join("msda_cases.safetensors")).unwrap();
     for case in 0..3 {
@@ -196,7 +196,12 @@ fn msda_core_matches_the_grid_sample_cases() {
         let value = fx.tensor::<4>(&format!("{p}.value"), &device).unwrap();
         let loc = fx.tensor::<6>(&format!("{p}.sampling_locations"), &device).unwrap();
         let w = fx.tensor::<5>(&format!("{p}.attention_weights"), &device).unwrap();
-        let out = values(msda_core(value, &LevelLayout::new(shapes), loc, w));
+        let layout = LevelLayout::new(shapes);
+        // The backend's default path (a host kernel on the CPU backend) and the portable
+        // grid_sample formulation both match.
+        let out = values(msda_core(value.clone(), &layout, loc.clone(), w.clone()));
         check(&format!("msda {p}"), &out, &fx, &format!("{p}.output_f64"));
+        let out = values(msda_core_tensor_ops(value, &layout, loc, w));
+        check(&format!("msda {p} (tensor ops)"), &out, &fx, &format!("{p}.output_f64"));
     }
 }

@@ -269,6 +269,24 @@ impl WeightLoader {
         }
     }
 
+    /// A `[rows, cols]` matrix kept in host memory in `dtype` (for the CPU backend's
+    /// weight-stationary kernels). On a problem, records it and returns zeros.
+    pub fn host_matrix(&self, name: &str, rows: usize, cols: usize, dtype: WeightDType) -> crate::host_matmul::HostMatrix {
+        use crate::host_matmul::{HostData, HostMatrix};
+        let data = self.read_values(name, &[rows, cols], dtype);
+        let data = match (dtype, data) {
+            (WeightDType::F32, Some(d)) => d.try_into_vec::<f32>().ok().map(HostData::F32),
+            (WeightDType::F16, Some(d)) => d.try_into_vec::<half::f16>().ok().map(HostData::F16),
+            (WeightDType::BF16, Some(d)) => d.try_into_vec::<half::bf16>().ok().map(HostData::BF16),
+            (_, None) => None,
+        };
+        HostMatrix {
+            rows,
+            cols,
+            data: data.unwrap_or_else(|| HostData::F32(vec![0.0; rows * cols])),
+        }
+    }
+
     /// The first of several accepted names that the checkpoint has (e.g. a layer-scale vector
     /// stored as `gamma` or `ramma`); if none is present, the first name is reported missing.
     pub fn float_any<const D: usize>(&self, names: &[&str], shape: [usize; D]) -> Tensor<D> {

@@ -1,0 +1,61 @@
+//! The CPU weight-stationary kernels alone: `[m, 4096] × [11008, 4096]ᵀ` (a Llama-7B MLP
+//! matrix) for m = 1 (decode) and m = 128 (prefill block), f32 / f16 / bf16, against the
+//! measured memory bandwidth.
+
+mod common;
+
+use chatrex::common::host_matmul::{HostData, HostMatrix, dot};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use half::{bf16, f16};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// Read bandwidth (GB/s) of a 1 GiB buffer streamed by all threads with SIMD loads.
+pub fn read_bandwidth() -> f64 {
+    let data: Vec<f32> = vec![1.0; 1 << 28];
+    let ones = vec![1.0f32; 1 << 14];
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: f32 = data.par_chunks(1 << 14).map(|c| dot(c, &ones)).sum();
+        std::hint::black_box(s);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (data.len() * 4) as f64 / best / 1e9
+}
+
+fn kernels(c: &mut Criterion) {
+    let bw = read_bandwidth();
+    eprintln!("read bandwidth: {bw:.1} GB/s ({} threads)", common::threads());
+    let (n, k) = (11008, 4096);
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 2654435761usize) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mats = [
+        ("f32", HostData::F32(w.clone())),
+        ("f16", HostData::F16(w.iter().map(|&v| f16::from_f32(v)).collect())),
+        ("bf16", HostData::BF16(w.iter().map(|&v| bf16::from_f32(v)).collect())),
+    ];
+    drop(w);
+    let mut group = c.benchmark_group("gemv_11008x4096");
+    for (name, data) in mats {
+        let bytes = data.bytes();
+        let mat = HostMatrix { rows: n, cols: k, data };
+        for m in [1usize, 128] {
+            let x = vec![0.5f32; m * k];
+            let mut y = vec![0f32; m * n];
+            let t = Instant::now();
+            mat.matmul_t(&x, m, &mut y);
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!("{name} m={m}: {:.2} ms, {:.1} GB/s of weights ({:.0}% of read bandwidth)", secs * 1e3, bytes as f64 / secs / 1e9, 100.0 * bytes as f64 / secs / 1e9 / bw);
+            group.throughput(Throughput::Bytes(bytes as u64));
+            group.bench_function(format!("{name}_m{m}"), |b| b.iter(|| mat.matmul_t(&x, m, &mut y)));
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion::Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(2)).configure_from_args();
+    targets = kernels
+}
+criterion_main!(benches);

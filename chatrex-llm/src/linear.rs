@@ -1,0 +1,96 @@
+//! The LLM's weight matrices: Burn tensors on GPU backends, host matrices with
+//! weight-stationary SIMD kernels on the CPU backend (see `chatrex_common::host_matmul`).
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use chatrex_common::host_matmul::HostMatrix;
+use chatrex_common::layers::Linear;
+use chatrex_common::weights::WeightLoader;
+use std::sync::Arc;
+
+/// Whether weights live in host memory for the CPU kernels.
+pub fn host_weights(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// A linear layer `y = x·Wᵀ + b` whose weight lives where it runs fastest.
+#[derive(Debug, Clone)]
+pub enum LlmLinear {
+    /// On the device, as a Burn tensor.
+    Tensor(Box<Linear>),
+    /// In host memory (CPU backend); activations are f32.
+    Host {
+        /// `[out, in]`.
+        matrix: Arc<HostMatrix>,
+        /// `[out]`.
+        bias: Option<Vec<f32>>,
+    },
+}
+
+impl LlmLinear {
+    /// Loads `weight` `[d_out, d_in]` (+ `bias`).
+    pub fn load(vb: &WeightLoader, d_in: usize, d_out: usize, bias: bool) -> Self {
+        if host_weights(vb.device()) {
+            Self::Host {
+                matrix: Arc::new(vb.host_matrix("weight", d_out, d_in, vb.dtype())),
+                bias: bias.then(|| vb.host_f32("bias", &[d_out])),
+            }
+        } else {
+            Self::Tensor(Box::new(Linear::load(vb, d_in, d_out, bias)))
+        }
+    }
+
+    /// A host-side linear over an existing matrix (tied LM head).
+    pub fn shared(matrix: Arc<HostMatrix>) -> Self {
+        Self::Host { matrix, bias: None }
+    }
+
+    /// `[B, L, in]` → `[B, L, out]` (f32 on the host path).
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::Tensor(linear) => linear.forward(x),
+            Self::Host { matrix, bias } => {
+                let [b, l, _] = x.dims();
+                let device = x.device();
+                let y = host_matmul(matrix, bias.as_deref(), x.reshape([b * l, matrix.cols]));
+                Tensor::from_data(TensorData::new(y, [b, l, matrix.rows]), &device)
+            }
+        }
+    }
+
+    /// `[N, in]` → host values `[N, out]`.
+    pub fn forward_host(&self, x: Tensor<2>) -> Vec<f32> {
+        match self {
+            Self::Tensor(linear) => linear
+                .forward(x)
+                .cast(DType::F32)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default(),
+            Self::Host { matrix, bias } => host_matmul(matrix, bias.as_deref(), x),
+        }
+    }
+}
+
+fn host_matmul(matrix: &HostMatrix, bias: Option<&[f32]>, x: Tensor<2>) -> Vec<f32> {
+    let [m, _] = x.dims();
+    let input = x.cast(DType::F32).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let mut y = vec![0f32; m * matrix.rows];
+    matrix.matmul_t(&input, m, &mut y);
+    if let Some(bias) = bias {
+        for row in y.chunks_mut(matrix.rows) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+    }
+    y
+}
