@@ -142,7 +142,8 @@ impl Task {
     pub fn question(&self, k: usize) -> Result<String, ChatRexError> {
         Ok(match self {
             Task::Detect(categories) => {
-                let names: Vec<String> = categories.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+                // Entries may themselves be lists ("a; b"); separators alone are not names.
+                let names: Vec<String> = categories.iter().flat_map(|c| tasks::parse_categories(c)).collect();
                 if names.is_empty() {
                     return Err(ChatRexError::Request("the category list is empty".into()));
                 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-GENERATORS = ["seeded_weights", "tokenizer_cases", "llm_models", "roi_align_cases", "vision_towers", "upn_modules", "chatrex_llama"]
+GENERATORS = ["seeded_weights", "bad_inputs", "tokenizer_cases", "llm_models", "roi_align_cases", "vision_towers", "upn_modules", "chatrex_llama"]
 
 if __name__ == "__main__":
     only = sys.argv[1:] or GENERATORS

@@ -125,3 +125,41 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# --- Task prompts: the exact text and ids ChatRex sends for each official task (SPEC §4.3-4.4),
+# for 3 proposals, with the Qwen template of the RexSeek-layout fixture and its tokenizer.
+TASKS = {
+    "detect": "Please detect person; pigeon in this image. Answer the question with object indexes.",
+    "refer": "Please detect the man in a red coat in this image. Answer the question with object indexes.",
+    "count": "How many pigeon are there in this image? Answer the question with the number of objects and locate them with object indexes.",
+    "caption_brief": "Please breifly describe this image in one sentence and detect all the mentioned objects. Answer the question with grounded answer.",
+    "caption_detailed": "Please provide a detailed description of the image and detect all the mentioned objects. Answer the question with grounded object indexes.",
+    "region_category": "What is the category name of <obj0>; <obj1>; <obj2>? Answer the question with its category name in free format.",
+    "region_phrase": "Can you provide me with a short phrase to describe <obj0>; <obj1>; <obj2>? Answer the question with a short phrase.",
+    "region_brief": "Can you provide me with a brief description of <obj0>; <obj1>; <obj2>? Answer the question with brief description.",
+    "region_sentence": "Can you provide a one sentence description of <obj0>; <obj1>; <obj2> in the image? Answer the question with a one sentence description.",
+    "ask": "what might be the species of <obj1>?",
+    "chat": "Answer the question in grounded format. What is the person holding?",
+}
+
+
+def task_prompts():
+    tok = Tokenizer.from_file(str(SHARED / "mllm" / "tiny" / "tokenizer.json"))
+    out = {}
+    block = "".join(f"<obj{i}><objfeat>" for i in range(3))
+    for name, question in TASKS.items():
+        prompt = f"<|im_start|>user\n<image>\n{block}\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        ids = []
+        for chunk in split_special(prompt):
+            ids += [-200] if chunk == "<image>" else [-300] if chunk == "<objfeat>" else tok.encode(chunk, add_special_tokens=False).ids
+        out[name] = {"question": question, "prompt": prompt, "ids": ids}
+    save_json(out_dir("tokenizers") / "task_prompts.json", out)
+
+
+_main = main
+
+
+def main():  # noqa: F811
+    _main()
+    task_prompts()
