@@ -41,7 +41,7 @@ fn unusual_images_give_proposals() {
     let upn = model();
     for name in ["gray.jpg", "cmyk.jpg", "rgba.png", "palette.png", "gray16.png", "one_pixel.png", "tall_3x2000.png"] {
         let img = image(name);
-        let out = upn.propose(&[img.clone()], PromptType::Fine).unwrap().remove(0);
+        let out = upn.propose(std::slice::from_ref(&img), PromptType::Fine).unwrap().remove(0);
         assert!(!out.is_empty(), "{name}");
         assert_eq!((out.image.width, out.image.height), (img.width(), img.height()));
         assert!(out.proposals.iter().all(|p| p.score.is_finite() && p.bbox.iter().all(|v| v.is_finite())), "{name}");
@@ -59,7 +59,7 @@ fn batches_threads_and_repeats_agree_with_single_runs() {
     let flipped = image::imageops::flip_horizontal(&small);
     let singles: Vec<Proposals> = [&small, &flipped, &photo]
         .iter()
-        .map(|i| upn.propose(&[(*i).clone()], PromptType::Coarse).unwrap().remove(0))
+        .map(|i| upn.propose(std::slice::from_ref(*i), PromptType::Coarse).unwrap().remove(0))
         .collect();
     // Same-size images run as one batch; the result per image is the single-image one.
     let batch = upn.propose(&[small.clone(), flipped.clone(), photo.clone()], PromptType::Coarse).unwrap();
