@@ -67,7 +67,7 @@ fn batches_threads_and_repeats_agree_with_single_runs() {
         assert_same(b, s, 1e-5);
     }
     // Repeats are bit-identical on the CPU backend.
-    let again = upn.propose(&[small.clone()], PromptType::Coarse).unwrap().remove(0);
+    let again = upn.propose(std::slice::from_ref(&small), PromptType::Coarse).unwrap().remove(0);
     assert_eq!(again, singles[0]);
     // Concurrent requests from threads give the same answers.
     let handles: Vec<_> = (0..3)
@@ -127,7 +127,7 @@ fn checkpoint_problems_are_named_and_safetensors_loads() {
     let from_st = Upn::load(&ok, &config(), &device).unwrap();
     let img = image("rgb.png");
     assert_eq!(
-        from_st.propose(&[img.clone()], PromptType::Fine).unwrap(),
+        from_st.propose(std::slice::from_ref(&img), PromptType::Fine).unwrap(),
         model().propose(&[img], PromptType::Fine).unwrap()
     );
     // Missing, extra and mis-shaped keys are all named.
