@@ -1,2 +1,76 @@
-//! Placeholder replaced below.
-fn main() {}
+//! One `detect` call end to end at full size with random weights on the CPU backend:
+//! UPN-L on the image → top-100 proposals → CLIP-L + ConvNeXt-L → 7B Llama (f16 weights in
+//! host memory, vision in f32) prefill of ~800 positions and 16 new tokens. Run once (it
+//! takes minutes): time per stage, heap peak and max RSS.
+//! `cargo bench --bench pipeline` (needs ../shared/fixtures for the Llama-2 tokenizer).
+
+mod common;
+
+use chatrex::common::parity::shared_fixtures;
+use chatrex::encoder::DualEncoderConfig;
+use chatrex::llm::{ChatTokenizer, GenerationOptions, LlmConfig};
+use chatrex::upn::{PromptType, UpnConfig};
+use chatrex::{AnswerOptions, Backend, ChatRex, ChatTemplate, LoadOptions, ModelConfig, ProposalOptions, Task, WeightDType};
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOC: common::PeakAlloc = common::PeakAlloc;
+
+fn max_rss_bytes() -> usize {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss as usize * 1024
+}
+
+fn main() {
+    chatrex::common::allocator::reuse_freed_memory();
+    let device = Backend::Cpu.device().expect("cpu");
+    let layers: usize = std::env::var("CHATREX_BENCH_LLM_LAYERS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let mut llm = LlmConfig::vicuna_7b();
+    llm.num_hidden_layers = layers;
+    let config = ModelConfig {
+        encoder: DualEncoderConfig::chatrex(llm.hidden_size),
+        llm,
+        template: ChatTemplate::Vicuna { system: None },
+        max_length: Some(4096),
+        notes: vec![],
+    };
+    let dir = shared_fixtures().expect("shared fixtures").join("tokenizers/llama2");
+    let mut tokenizer = ChatTokenizer::from_files(&dir.join("tokenizer.json"), Some(&dir.join("tokenizer_config.json"))).expect("tokenizer");
+    tokenizer.add_chatrex_tokens();
+    let options = LoadOptions { dtype: WeightDType::F16, vision_dtype: WeightDType::F32, ..Default::default() };
+    let t = Instant::now();
+    let model = ChatRex::random(config, tokenizer, Some(&UpnConfig::large()), &options, &device, 9).expect("model");
+    eprintln!("random 7B ChatRex ({layers} LLM layers) built in {:.0} s, heap {:.2} GB", t.elapsed().as_secs_f64(), common::current_bytes() as f64 / 1e9);
+    let image = image::RgbImage::from_fn(1333, 800, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8]));
+    let base = common::reset_peak();
+    let t = Instant::now();
+    let proposals = model.propose(&image, &ProposalOptions::official(PromptType::Fine)).expect("proposals");
+    let upn = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let answer = model
+        .run_task(
+            &image,
+            &Task::Detect(vec!["person".into(), "pigeon".into()]),
+            Some(proposals.clone()),
+            None,
+            &AnswerOptions { generation: GenerationOptions { max_new_tokens: 16, ..Default::default() }, ..Default::default() },
+        )
+        .expect("detect");
+    let mllm = t.elapsed().as_secs_f64();
+    let note = format!(
+        "UPN {upn:.1} s ({} proposals), encoder + {} prompt ids + {} new tokens {mllm:.1} s; heap peak {:.2} GB, max RSS {:.2} GB",
+        proposals.len(),
+        answer.input_ids.len(),
+        answer.generation.ids.len() + usize::from(answer.generation.eos.is_some()),
+        common::peak_bytes() as f64 / 1e9,
+        max_rss_bytes() as f64 / 1e9
+    );
+    let _ = base;
+    common::measure_once("detect_7b_f16", &note, || upn + mllm);
+}

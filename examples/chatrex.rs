@@ -60,9 +60,12 @@ struct Args {
     /// Compute backend.
     #[arg(long, global = true, default_value = "cpu")]
     backend: Backend,
-    /// MLLM weight dtype (default: f16 on the CPU, bf16 on GPUs).
+    /// Language-model weight dtype (default: f16 on the CPU, bf16 on GPUs).
     #[arg(long, global = true)]
     dtype: Option<WeightDType>,
+    /// Vision-tower weight dtype (default: f32 on the CPU, the LLM's dtype on GPUs).
+    #[arg(long, global = true)]
+    vision_dtype: Option<WeightDType>,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    chatrex::common::allocator::reuse_freed_memory();
     let model_spec = args.model.clone().ok_or("--model DIR_OR_HUB_ID is required")?;
     let image_path = args.image.clone().ok_or("--image IMG is required")?;
     let device = args.backend.device()?;
@@ -157,8 +161,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Backend::Cpu => WeightDType::F16,
         _ => WeightDType::BF16,
     });
+    let vision_dtype = args.vision_dtype.unwrap_or(match args.backend {
+        Backend::Cpu => WeightDType::F32,
+        _ => dtype,
+    });
     let options = LoadOptions {
         dtype,
+        vision_dtype,
         upn: args.upn.clone(),
         progress: !args.json,
         ..Default::default()

@@ -49,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    chatrex::common::allocator::reuse_freed_memory();
     let device = args.backend.device()?;
     let config = match &args.config {
         Some(path) => UpnConfig::from_file(path)?,

@@ -25,8 +25,12 @@ use std::path::{Path, PathBuf};
 /// How a model is loaded.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Weight dtype of the MLLM (f32 for parity; f16 is fastest on the CPU backend, bf16 on GPUs).
+    /// Weight dtype of the language model (f32 for parity; on the CPU backend f16 or bf16
+    /// weights stay in host memory and are read by SIMD kernels, on GPUs bf16 is fastest).
     pub dtype: WeightDType,
+    /// Weight dtype of the vision towers and projectors (f32 by default: Burn's CPU backend
+    /// runs f16 convolutions several times slower than f32).
+    pub vision_dtype: WeightDType,
     /// The UPN checkpoint, if proposals are to be computed.
     pub upn: Option<PathBuf>,
     /// UPN sizes (the official large config by default).
@@ -43,6 +47,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             dtype: WeightDType::F32,
+            vision_dtype: WeightDType::F32,
             upn: None,
             upn_config: UpnConfig::large(),
             upn_dtype: WeightDType::F32,
@@ -232,12 +237,44 @@ impl ChatRex {
         if options.progress {
             vb = vb.with_progress("loading ChatRex");
         }
-        let encoder = DualEncoder::from_loader(&vb, &config.encoder, &EncoderKeys::default())?;
+        let encoder = DualEncoder::from_loader(&vb.with_dtype(options.vision_dtype), &config.encoder, &EncoderKeys::default())?;
         let lm = CausalLm::from_loader(&vb, &config.llm, &LlmKeys::default());
         let report = vb.finish("ChatRex")?;
         tracing::info!(tensors = report.tensors, bytes = report.bytes, "ChatRex loaded from {}", report.source);
         let upn = match &options.upn {
             Some(path) => Some(Upn::load_with_dtype(path, &options.upn_config, device, options.upn_dtype)?),
+            None => None,
+        };
+        Ok(Self {
+            template: options.template.clone().unwrap_or_else(|| config.template.clone()),
+            config,
+            encoder,
+            lm,
+            tokenizer,
+            tokens,
+            upn,
+            device: device.clone(),
+            report,
+        })
+    }
+
+    /// A model with deterministic random weights of the sizes in `config` (benchmarks, shape
+    /// tests), with the given tokenizer and, if `upn` is given, a random UPN of that size.
+    pub fn random(
+        config: ModelConfig,
+        tokenizer: ChatTokenizer,
+        upn: Option<&UpnConfig>,
+        options: &LoadOptions,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self, ChatRexError> {
+        let tokens = tokenizer.chatrex_tokens()?;
+        let vb = WeightLoader::random(seed, device, options.dtype);
+        let encoder = DualEncoder::from_loader(&vb.with_dtype(options.vision_dtype), &config.encoder, &EncoderKeys::default())?;
+        let lm = CausalLm::from_loader(&vb, &config.llm, &LlmKeys::default());
+        let report = vb.finish("ChatRex")?;
+        let upn = match upn {
+            Some(c) => Some(Upn::random(c, device, options.upn_dtype, seed + 1)?),
             None => None,
         };
         Ok(Self {

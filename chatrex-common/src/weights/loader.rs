@@ -21,7 +21,6 @@ struct Books {
 struct State {
     origin: Origin,
     device: Device,
-    dtype: WeightDType,
     books: Mutex<Books>,
     progress: Option<indicatif::ProgressBar>,
 }
@@ -50,6 +49,7 @@ pub struct LoadReport {
 pub struct WeightLoader {
     state: Arc<State>,
     prefix: String,
+    dtype: WeightDType,
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -77,11 +77,11 @@ impl WeightLoader {
             state: Arc::new(State {
                 origin,
                 device: device.clone(),
-                dtype,
                 books: Mutex::new(Books::default()),
                 progress: None,
             }),
             prefix: String::new(),
+            dtype,
         }
     }
 
@@ -121,7 +121,17 @@ impl WeightLoader {
 
     /// The float dtype weights are converted to.
     pub fn dtype(&self) -> WeightDType {
-        self.state.dtype
+        self.dtype
+    }
+
+    /// The same view converting float weights to `dtype` instead (e.g. vision towers in f32
+    /// next to an f16 language model in one checkpoint); the books are shared.
+    pub fn with_dtype(&self, dtype: WeightDType) -> Self {
+        Self {
+            state: self.state.clone(),
+            prefix: self.prefix.clone(),
+            dtype,
+        }
     }
 
     /// Whether this loader invents random weights.
@@ -134,6 +144,7 @@ impl WeightLoader {
         Self {
             state: self.state.clone(),
             prefix: join(&self.prefix, &name.to_string()),
+            dtype: self.dtype,
         }
     }
 
@@ -251,7 +262,7 @@ impl WeightLoader {
     /// A float tensor in the model dtype. On a problem, records it and returns an
     /// uninitialised placeholder of the requested shape.
     pub fn float<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
-        self.float_as(name, shape, self.state.dtype)
+        self.float_as(name, shape, self.dtype)
     }
 
     /// A float tensor converted to `dtype` whatever the model dtype (e.g. f32 for parts that
