@@ -71,6 +71,5 @@ fn main() {
         common::peak_bytes() as f64 / 1e9,
         max_rss_bytes() as f64 / 1e9
     );
-    let _ = base;
-    common::measure_once("detect_7b_f16", &note, || upn + mllm);
+    common::record("detect_7b_f16", upn + mllm, base, &note);
 }

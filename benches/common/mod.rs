@@ -73,7 +73,14 @@ pub fn measure_once<R>(name: &str, note: &str, f: impl FnOnce() -> R) -> R {
     let base = reset_peak();
     let t = Instant::now();
     let out = f();
-    let seconds = t.elapsed().as_secs_f64();
+    record(name, t.elapsed().as_secs_f64(), base, note);
+    out
+}
+
+/// Records a stage timed by the caller: `seconds`, the heap peak since the last
+/// [`reset_peak`] (which returned `base`), and a note; prints it and writes
+/// `target/bench-results/<name>.json`.
+pub fn record(name: &str, seconds: f64, base: usize, note: &str) {
     let peak = peak_bytes();
     let rec = Record {
         name: name.into(),
@@ -90,7 +97,6 @@ pub fn measure_once<R>(name: &str, note: &str, f: impl FnOnce() -> R) -> R {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join(format!("{name}.json")), serde_json::to_string_pretty(&rec).unwrap());
-    out
 }
 
 /// Criterion settings for multi-second stages.

@@ -9,6 +9,9 @@ use chatrex_common::weights::WeightLoader;
 
 const LN_EPS: f64 = 1e-5;
 
+/// Tokens per block of the encoder's feed-forward network (bounds its hidden activation).
+const FFN_TOKENS_PER_BLOCK: usize = 16384;
+
 /// One encoder layer (`transformer.encoder.layers.{i}`).
 #[derive(Debug, Clone)]
 pub struct EncoderLayer {
@@ -58,8 +61,26 @@ impl EncoderLayer {
             .self_attn
             .forward(src.clone() + pos.clone(), reference, src.clone(), layout);
         let src = self.norm1.forward(src + attended);
-        let ffn = self.linear2.forward(relu(self.linear1.forward(src.clone())));
-        self.norm2.forward(src + ffn)
+        // The feed-forward network and norm are per token: run them over blocks of tokens so
+        // that the `[S, d_ffn]` hidden activation (≈ 730 MB at 800×1333 in f32) is never whole.
+        let [b, seq, c] = src.dims();
+        if seq <= FFN_TOKENS_PER_BLOCK {
+            return self.feed_forward(src);
+        }
+        let blocks: Vec<Tensor<3>> = (0..seq)
+            .step_by(FFN_TOKENS_PER_BLOCK)
+            .map(|start| {
+                let end = (start + FFN_TOKENS_PER_BLOCK).min(seq);
+                self.feed_forward(src.clone().slice([0..b, start..end, 0..c]))
+            })
+            .collect();
+        Tensor::cat(blocks, 1)
+    }
+
+    /// `norm2(x + FFN(x))` for `x [B, S, C]`.
+    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let ffn = self.linear2.forward(relu(self.linear1.forward(x.clone())));
+        self.norm2.forward(x + ffn)
     }
 }
 

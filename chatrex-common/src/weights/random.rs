@@ -1,5 +1,7 @@
 //! Deterministic random weights for benchmarks and shape tests.
 
+use rayon::prelude::*;
+
 /// Generates a deterministic pseudo-random tensor for any name and shape.
 ///
 /// Values depend only on the seed, the key and the shape, so two loads give identical models.
@@ -12,11 +14,14 @@ pub struct RandomWeights {
     pub seed: u64,
 }
 
+/// SplitMix64's state increment.
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 struct SplitMix64(u64);
 
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -41,19 +46,26 @@ impl RandomWeights {
         Self { seed }
     }
 
-    /// Standard-normal values for `key`, `len` of them.
+    /// Standard-normal values for `key`, `len` of them (Box–Muller on pairs of SplitMix64
+    /// uniforms). SplitMix64 is a counter, so blocks of pairs are generated in parallel from
+    /// their own starting state and the values do not depend on the thread count.
     pub fn normal(&self, key: &str, len: usize) -> Vec<f32> {
-        let mut rng = SplitMix64(self.seed ^ fnv1a(key));
-        let mut out = Vec::with_capacity(len);
-        while out.len() < len {
-            let (u1, u2) = (rng.uniform(), rng.uniform());
-            let r = (-2.0 * u1.ln()).sqrt();
-            let theta = std::f32::consts::TAU * u2;
-            out.push(r * theta.cos());
-            if out.len() < len {
-                out.push(r * theta.sin());
+        const PAIRS_PER_BLOCK: usize = 1 << 15;
+        let start = self.seed ^ fnv1a(key);
+        let mut out = vec![0f32; len];
+        out.par_chunks_mut(2 * PAIRS_PER_BLOCK).enumerate().for_each(|(block, chunk)| {
+            let first_pair = (block * PAIRS_PER_BLOCK) as u64;
+            let mut rng = SplitMix64(start.wrapping_add(first_pair.wrapping_mul(2).wrapping_mul(GOLDEN_GAMMA)));
+            for pair in chunk.chunks_mut(2) {
+                let (u1, u2) = (rng.uniform(), rng.uniform());
+                let r = (-2.0 * u1.ln()).sqrt();
+                let theta = std::f32::consts::TAU * u2;
+                pair[0] = r * theta.cos();
+                if let Some(second) = pair.get_mut(1) {
+                    *second = r * theta.sin();
+                }
             }
-        }
+        });
         out
     }
 
@@ -91,5 +103,24 @@ mod tests {
         let mean = n.iter().sum::<f32>() / n.len() as f32;
         let var = n.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n.len() as f32;
         assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
+    }
+
+    /// The parallel blocks continue one sequential SplitMix64 stream across block edges.
+    #[test]
+    fn blocks_continue_one_stream() {
+        let r = RandomWeights::new(7);
+        let len = 2 * (1 << 15) * 2 + 3;
+        let mut rng = SplitMix64(7 ^ fnv1a("w"));
+        let mut expected = Vec::with_capacity(len);
+        while expected.len() < len {
+            let (u1, u2) = (rng.uniform(), rng.uniform());
+            let r = (-2.0 * u1.ln()).sqrt();
+            let theta = std::f32::consts::TAU * u2;
+            expected.push(r * theta.cos());
+            if expected.len() < len {
+                expected.push(r * theta.sin());
+            }
+        }
+        assert_eq!(r.normal("w", len), expected);
     }
 }

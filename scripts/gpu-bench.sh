@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# GPU benchmarks and CPU-parity checks, in two steps because the GPU machine has no Rust
+# toolchain and no network:
+#
+#   scripts/gpu-bench.sh build          # here: builds examples/backend_check with CUDA (NVRTC)
+#                                       # into gpu-bench/ (binary + Llama-2 tokenizer)
+#   scripts/gpu-bench.sh run [OUTDIR]   # on the GPU machine, from the repository root:
+#                                       # nvidia-smi, then every stage on `cuda`, each timed and
+#                                       # compared with the CPU backend on the same weights
+#
+# The CUDA build compiles kernels with NVRTC (`cuda-nvrtc` feature) because cubecl's default
+# LLVM/NVPTX compiler needs an LLVM bundle that its build script downloads. With DOCS_RS=1 that
+# download is skipped and the (never called) LLVM entry points stay unresolved, hence the
+# linker flag and a stub library (every unresolved symbol aborts if ever called), preloaded
+# at run time because Rust binaries bind all symbols at start; the NVRTC path never calls them.
+# The binary travels xz-compressed (the device tool carries at most 64 MiB).
+# Results: OUTDIR/backend_check_cuda.json and .log (copy the table into BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step="${1:-run}"
+case "$step" in
+build)
+  export DOCS_RS=1 CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
+  export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-Wl,--unresolved-symbols=ignore-all"
+  cargo build --release --no-default-features --features flex,cuda-nvrtc --example backend_check \
+    --target-dir target/gpu
+  mkdir -p gpu-bench/llama2
+  cp target/gpu/release/examples/backend_check gpu-bench/
+  strip gpu-bench/backend_check
+  nm -D --undefined-only gpu-bench/backend_check | awk '$1 == "U" && $2 !~ /@/ {print $2}' |
+    while read -r sym; do echo "void $sym(void) { __builtin_trap(); }"; done > gpu-bench/unresolved_stubs.c
+  cc -shared -fPIC -o gpu-bench/libunresolved_stubs.so gpu-bench/unresolved_stubs.c
+  xz -T2 -6 -f gpu-bench/backend_check
+  tok="${CHATREX_SHARED_FIXTURES:-../shared/fixtures}/tokenizers/llama2"
+  cp "$tok/tokenizer.json" "$tok/tokenizer_config.json" gpu-bench/llama2/
+  ls -la gpu-bench gpu-bench/llama2
+  ;;
+run)
+  out="${2:-${OUT:-gpu-bench/out}}"
+  mkdir -p "$out"
+  if [ -z "${CUDA_PATH:-}" ]; then
+    if [ -d /usr/local/cuda ]; then CUDA_PATH=/usr/local/cuda
+    elif command -v nvcc >/dev/null; then CUDA_PATH=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")"); fi
+  fi
+  export CUDA_PATH
+  nvrtc=$(find "${CUDA_PATH:-/usr/local/cuda}" /usr/lib /usr/local /opt -name 'libnvrtc.so*' 2>/dev/null | head -1 || true)
+  libcuda=$(find /usr/lib /usr/local/nvidia /usr/lib64 -name 'libcuda.so*' 2>/dev/null | head -1 || true)
+  for lib in "$nvrtc" "$libcuda"; do
+    if [ -n "$lib" ]; then export LD_LIBRARY_PATH="$(dirname "$lib"):${LD_LIBRARY_PATH:-}"; fi
+  done
+  echo "CUDA_PATH=$CUDA_PATH nvrtc=$nvrtc libcuda=$libcuda"
+  if [ -f gpu-bench/backend_check.xz ]; then xz -dkf gpu-bench/backend_check.xz; fi
+  export LD_PRELOAD="$PWD/gpu-bench/libunresolved_stubs.so"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+  nproc | sed 's/^/cpu threads: /' | tee -a "$out/gpu.txt"
+  ./gpu-bench/backend_check --backend cuda --tokenizer gpu-bench/llama2 ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} \
+    --json "$out/backend_check_cuda.json" 2>&1 | tee "$out/backend_check_cuda.log"
+  ;;
+*)
+  echo "usage: $0 build | run [OUTDIR]" >&2
+  exit 2
+  ;;
+esac
