@@ -43,7 +43,9 @@ fn main() {
     let dir = shared_fixtures().expect("shared fixtures").join("tokenizers/llama2");
     let mut tokenizer = ChatTokenizer::from_files(&dir.join("tokenizer.json"), Some(&dir.join("tokenizer_config.json"))).expect("tokenizer");
     tokenizer.add_chatrex_tokens();
-    let options = LoadOptions { dtype: WeightDType::F16, vision_dtype: WeightDType::F32, ..Default::default() };
+    // CHATREX_BENCH_VISION_DTYPE=f16 stores the two vision towers in f16 (less memory, slower on flex).
+    let vision_dtype: WeightDType = std::env::var("CHATREX_BENCH_VISION_DTYPE").ok().and_then(|v| v.parse().ok()).unwrap_or(WeightDType::F32);
+    let options = LoadOptions { dtype: WeightDType::F16, vision_dtype, ..Default::default() };
     let t = Instant::now();
     let model = ChatRex::random(config, tokenizer, Some(&UpnConfig::large()), &options, &device, 9).expect("model");
     eprintln!("random 7B ChatRex ({layers} LLM layers) built in {:.0} s, heap {:.2} GB", t.elapsed().as_secs_f64(), common::current_bytes() as f64 / 1e9);
@@ -71,5 +73,5 @@ fn main() {
         common::peak_bytes() as f64 / 1e9,
         max_rss_bytes() as f64 / 1e9
     );
-    common::record("detect_7b_f16", upn + mllm, base, &note);
+    common::record(&format!("detect_7b_f16_vision_{vision_dtype}"), upn + mllm, base, &note);
 }

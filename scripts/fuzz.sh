@@ -14,11 +14,12 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p corpus/$t
   log=$(mktemp)
-  cargo fuzz run "$t" -s none --release -- -max_total_time="$secs" -rss_limit_mb=4096 >"$log" 2>&1
+  cargo fuzz run "$t" -s none --release -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1
   rc=$?
-  execs=$(grep -Eo "stat::number_of_executed_units: [0-9]+" "$log" | awk '{print $2}' | tail -1)
+  execs=$(grep -Eo "stat::number_of_executed_units: *[0-9]+" "$log" | awk '{print $NF}' | tail -1)
+  cov=$(grep -Eo "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*" "$log" | tail -1)
   crashes=$(ls artifacts/$t 2>/dev/null | grep -c crash || true)
-  echo "$t: ${execs:-?} executions in ${secs}s, exit $rc, crash files: $crashes"
+  echo "$t: ${execs:-?} executions in ${secs}s ($cov), exit $rc, crash files: $crashes"
   [ $rc -ne 0 ] && { tail -30 "$log"; status=1; }
 done
 exit $status

@@ -60,9 +60,10 @@ def main():
         bf = torch.get(BEST_TORCH.get(family, ""))
         sbf = f"{torch_seconds(bf, field):.4g}" if bf and field != "seconds" else ""
         print(f"| {label} | {sa} | {sb} | {ratio} | {sbf} |")
-    detect = ours.get("detect_7b_f16")
-    if detect:
-        print(f"\ndetect (7B): {detect['seconds']:.1f} s — {detect['note']}")
+    for name in ("detect_7b_f16_vision_f32", "detect_7b_f16_vision_f16"):
+        detect = ours.get(name)
+        if detect:
+            print(f"\n{name}: {detect['seconds']:.1f} s — {detect['note']}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def sine(v, feats):
 
 def object_features(stages, b):
     up = [stages[0]] + [F.interpolate(s, size=stages[0].shape[-2:], mode="bilinear", align_corners=False) for s in stages[1:]]
-    roi = roi_align(torch.cat(up, 1), [b.to(stages[0].dtype)], output_size=7, spatial_scale=0.25, sampling_ratio=-1, aligned=False)
+    grid = torch.cat(up, 1).float()  # torchvision's CPU RoIAlign has no bf16 kernel
+    roi = roi_align(grid, [b], output_size=7, spatial_scale=0.25, sampling_ratio=-1, aligned=False)
     n = b / 768.0
     bw, bh = n[:, 2] - n[:, 0], n[:, 3] - n[:, 1]
     cx, cy = n[:, 0] + bw / 2, n[:, 1] + bh / 2
