@@ -7,10 +7,9 @@
 mod common;
 
 use chatrex::common::parity::shared_fixtures;
-use chatrex::encoder::DualEncoderConfig;
-use chatrex::llm::{ChatTokenizer, GenerationOptions, LlmConfig};
+use chatrex::llm::{ChatTokenizer, GenerationOptions};
 use chatrex::upn::{PromptType, UpnConfig};
-use chatrex::{AnswerOptions, Backend, ChatRex, ChatTemplate, LoadOptions, ModelConfig, ProposalOptions, Task, WeightDType};
+use chatrex::{AnswerOptions, Backend, ChatRex, LoadOptions, ModelConfig, ProposalOptions, Task, WeightDType};
 use std::time::Instant;
 
 #[global_allocator]
@@ -31,15 +30,8 @@ fn main() {
     chatrex::common::allocator::reuse_freed_memory();
     let device = Backend::Cpu.device().expect("cpu");
     let layers: usize = std::env::var("CHATREX_BENCH_LLM_LAYERS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
-    let mut llm = LlmConfig::vicuna_7b();
-    llm.num_hidden_layers = layers;
-    let config = ModelConfig {
-        encoder: DualEncoderConfig::chatrex(llm.hidden_size),
-        llm,
-        template: ChatTemplate::Vicuna { system: None },
-        max_length: Some(4096),
-        notes: vec![],
-    };
+    let mut config = ModelConfig::chatrex_7b();
+    config.llm.num_hidden_layers = layers;
     let dir = shared_fixtures().expect("shared fixtures").join("tokenizers/llama2");
     let mut tokenizer = ChatTokenizer::from_files(&dir.join("tokenizer.json"), Some(&dir.join("tokenizer_config.json"))).expect("tokenizer");
     tokenizer.add_chatrex_tokens();

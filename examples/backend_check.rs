@@ -17,10 +17,10 @@ use chatrex::encoder::clip::ClipVisionTower;
 use chatrex::encoder::convnext::ConvNext;
 use chatrex::encoder::object_tokenizer::pooled_object_features;
 use chatrex::encoder::roi_align::RoiAlignParams;
-use chatrex::encoder::{ClipVisionConfig, ConvNextConfig, DualEncoderConfig, SelectFeature};
+use chatrex::encoder::{ClipVisionConfig, ConvNextConfig, SelectFeature};
 use chatrex::llm::{CausalLm, ChatTokenizer, GenerationOptions, LlmConfig, LlmKeys};
 use chatrex::upn::{PromptType, Upn, UpnConfig};
-use chatrex::{AnswerOptions, Backend, ChatRex, ChatTemplate, LoadOptions, ModelConfig, ProposalOptions, Task, WeightDType};
+use chatrex::{AnswerOptions, Backend, ChatRex, LoadOptions, ModelConfig, ProposalOptions, Task, WeightDType};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -314,15 +314,8 @@ fn stage_llm(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device
 }
 
 fn chatrex_model(args: &Args, layers: usize, device: &burn::tensor::Device, dtype: WeightDType) -> Result<ChatRex, Box<dyn std::error::Error>> {
-    let mut llm = LlmConfig::vicuna_7b();
-    llm.num_hidden_layers = layers;
-    let config = ModelConfig {
-        encoder: DualEncoderConfig::chatrex(llm.hidden_size),
-        llm,
-        template: ChatTemplate::Vicuna { system: None },
-        max_length: Some(4096),
-        notes: vec![],
-    };
+    let mut config = ModelConfig::chatrex_7b();
+    config.llm.num_hidden_layers = layers;
     let dir = args.tokenizer.clone().ok_or("--tokenizer is needed for the detect stage")?;
     let mut tokenizer = ChatTokenizer::from_files(&dir.join("tokenizer.json"), Some(&dir.join("tokenizer_config.json")))?;
     tokenizer.add_chatrex_tokens();

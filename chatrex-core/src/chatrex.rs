@@ -231,30 +231,14 @@ impl ChatRex {
             tracing::warn!("{note}");
         }
         let tokenizer = ChatTokenizer::from_dir(model_dir)?;
-        let tokens = tokenizer.chatrex_tokens()?;
         let source = open_checkpoint(model_dir, None)?;
         let mut vb = WeightLoader::new(source, device, options.dtype);
         if options.progress {
             vb = vb.with_progress("loading ChatRex");
         }
-        let encoder = DualEncoder::from_loader(&vb.with_dtype(options.vision_dtype), &config.encoder, &EncoderKeys::default())?;
-        let lm = CausalLm::from_loader(&vb, &config.llm, &LlmKeys::default());
-        let report = vb.finish("ChatRex")?;
-        tracing::info!(tensors = report.tensors, bytes = report.bytes, "ChatRex loaded from {}", report.source);
-        let upn = match &options.upn {
-            Some(path) => Some(Upn::load_with_dtype(path, &options.upn_config, device, options.upn_dtype)?),
-            None => None,
-        };
-        Ok(Self {
-            template: options.template.clone().unwrap_or_else(|| config.template.clone()),
-            config,
-            encoder,
-            lm,
-            tokenizer,
-            tokens,
-            upn,
-            device: device.clone(),
-            report,
+        Self::assemble(config, tokenizer, &vb, options, device, || match &options.upn {
+            Some(path) => Ok(Some(Upn::load_with_dtype(path, &options.upn_config, device, options.upn_dtype)?)),
+            None => Ok(None),
         })
     }
 
@@ -268,15 +252,29 @@ impl ChatRex {
         device: &Device,
         seed: u64,
     ) -> Result<Self, ChatRexError> {
-        let tokens = tokenizer.chatrex_tokens()?;
         let vb = WeightLoader::random(seed, device, options.dtype);
+        Self::assemble(config, tokenizer, &vb, options, device, || match upn {
+            Some(c) => Ok(Some(Upn::random(c, device, options.upn_dtype, seed + 1)?)),
+            None => Ok(None),
+        })
+    }
+
+    /// Builds the towers and the LLM from `vb` (towers in `options.vision_dtype`), checks that
+    /// every weight was used, then builds the UPN with `upn` and puts the parts together.
+    fn assemble(
+        config: ModelConfig,
+        tokenizer: ChatTokenizer,
+        vb: &WeightLoader,
+        options: &LoadOptions,
+        device: &Device,
+        upn: impl FnOnce() -> Result<Option<Upn>, ChatRexError>,
+    ) -> Result<Self, ChatRexError> {
+        let tokens = tokenizer.chatrex_tokens()?;
         let encoder = DualEncoder::from_loader(&vb.with_dtype(options.vision_dtype), &config.encoder, &EncoderKeys::default())?;
-        let lm = CausalLm::from_loader(&vb, &config.llm, &LlmKeys::default());
+        let lm = CausalLm::from_loader(vb, &config.llm, &LlmKeys::default());
         let report = vb.finish("ChatRex")?;
-        let upn = match upn {
-            Some(c) => Some(Upn::random(c, device, options.upn_dtype, seed + 1)?),
-            None => None,
-        };
+        tracing::info!(tensors = report.tensors, bytes = report.bytes, "ChatRex loaded from {}", report.source);
+        let upn = upn()?;
         Ok(Self {
             template: options.template.clone().unwrap_or_else(|| config.template.clone()),
             config,

@@ -46,6 +46,20 @@ fn usize_list(v: &Value) -> Option<Vec<usize>> {
 }
 
 impl ModelConfig {
+    /// The released ChatRex-7B's sizes without reading a directory (Vicuna-7B decoder with
+    /// the 104 ChatRex tokens, CLIP-L/14-336 + ConvNeXt-L towers, Vicuna template, 4096-token
+    /// limit): for random-weight models in benchmarks and tests.
+    pub fn chatrex_7b() -> Self {
+        let llm = LlmConfig::vicuna_7b();
+        Self {
+            encoder: DualEncoderConfig::chatrex(llm.hidden_size),
+            llm,
+            template: ChatTemplate::Vicuna { system: None },
+            max_length: Some(4096),
+            notes: vec![],
+        }
+    }
+
     /// Reads `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self, ChatRexError> {
         let path = dir.join("config.json");

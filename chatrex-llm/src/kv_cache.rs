@@ -81,11 +81,14 @@ impl KvCache {
         let cache = match slot.take() {
             Some(c) if c.k.dims() == [b, h, c.k.dims()[2], d] => {
                 let allocated = c.k.dims()[2];
+                let size = (end + GROWTH_STEP).max(allocated + allocated / 2).min(self.capacity);
                 if end <= allocated {
                     c
+                } else if start == 0 {
+                    // Nothing filled yet (after `reset`): a larger buffer, nothing to copy.
+                    fresh(size)
                 } else {
                     // Grow: a larger buffer with the filled part copied over.
-                    let size = (end + GROWTH_STEP).max(allocated + allocated / 2).min(self.capacity);
                     let grown = fresh(size);
                     let filled = [0..b, 0..h, 0..start, 0..d];
                     LayerCache {
@@ -145,6 +148,13 @@ mod tests {
             }
         }
         assert!(cache.append(0, step(0.0, &device), step(0.0, &device)).is_ok());
+        // After a reset, a longer first append than the buffer holds gets a fresh buffer.
+        let mut reused = KvCache::new(1, 1000);
+        reused.append(0, step(1.0, &device), step(1.0, &device)).unwrap();
+        reused.reset();
+        let long = Tensor::from_data(TensorData::new(vec![2.0f32; 2 * 300 * 3], [1, 2, 300, 3]), &device);
+        let (k, _) = reused.append(0, long.clone(), long).unwrap();
+        assert_eq!(k.dims(), [1, 2, 300, 3]);
         let mut full = KvCache::new(1, 2);
         full.append(0, step(0.0, &device), step(0.0, &device)).unwrap();
         full.advance(1);
