@@ -368,10 +368,7 @@ fn stage_detect(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Dev
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    chatrex::init_cli_logging();
     let args = Args::parse();
     chatrex::common::allocator::reuse_freed_memory();
     let gpu = args.backend.device()?;

@@ -143,10 +143,7 @@ fn read_proposals(path: &Path) -> Result<Vec<ProposalBox>, Box<dyn std::error::E
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    chatrex::init_cli_logging();
     let args = Args::parse();
     chatrex::common::allocator::reuse_freed_memory();
     let model_spec = args.model.clone().ok_or("--model DIR_OR_HUB_ID is required")?;

@@ -56,10 +56,7 @@ struct Output<'a> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    chatrex::init_cli_logging();
     let args = Args::parse();
     let device = args.backend.device()?;
     let (lm, _) = CausalLm::load_dir(&args.model_dir, &device, args.dtype)?;

@@ -44,10 +44,7 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    chatrex::init_cli_logging();
     let args = Args::parse();
     chatrex::common::allocator::reuse_freed_memory();
     let device = args.backend.device()?;

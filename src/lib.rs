@@ -30,3 +30,12 @@ pub use chatrex_upn as upn;
 pub use chatrex_common::image::{ImageLimits, load_rgb};
 pub use chatrex_common::weights::WeightDType;
 pub use chatrex_common::{Backend, BackendError};
+
+/// Logging for command-line programs: `tracing` events to stderr, filtered by `RUST_LOG`
+/// (default `warn`), so stdout stays free for JSON output.
+pub fn init_cli_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
