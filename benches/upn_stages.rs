@@ -46,7 +46,7 @@ fn main() {
     }).collect(), 1);
     let pos = src.clone() * 0.0;
     let t = Instant::now();
-    let mem = encoder.forward(src, &pos, &layout, |_, _| {});
+    let mem = encoder.forward(src, &pos, &layout, None, |_, _| {});
     sync(&mem);
     eprintln!("one encoder layer ({} tokens): {:.2} s", layout.len(), t.elapsed().as_secs_f64());
 }

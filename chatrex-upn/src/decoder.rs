@@ -4,6 +4,7 @@
 
 use crate::encoder::LayerSizes;
 use crate::msda::{LevelLayout, MsdaParts, MultiScaleDeformableAttention, Reference};
+use crate::padding::Padding;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use chatrex_common::layers::{Activation, LayerNorm, Linear, Mlp};
@@ -189,13 +190,16 @@ impl Decoder {
         sine_embedding(positions, self.d_model / 2, QUERY_TEMPERATURE)
     }
 
-    /// `tgt [B, Q, C]`, `memory [B, S, C]`, initial references (sigmoid space) `[B, Q, 4]`.
+    /// `tgt [B, Q, C]`, `memory [B, S, C]`, initial references (sigmoid space) `[B, Q, 4]`,
+    /// normalised to each image's own extent; `padding` describes a padded batch (`None`:
+    /// every image fills the layout).
     pub fn forward(
         &self,
         tgt: Tensor<3>,
         memory: &Tensor<3>,
         reference: Tensor<3>,
         layout: &LevelLayout,
+        padding: Option<&Padding>,
         trace: bool,
     ) -> DecoderOutput {
         let [b, q, _] = tgt.dims();
@@ -207,8 +211,8 @@ impl Decoder {
         let mut references = vec![reference.clone()];
         let mut traces = Vec::new();
         for layer in &self.layers {
-            // Single image or same-size batch: every valid ratio is 1, so each level's
-            // reference is the box itself.
+            // The same box on every level: boxes are normalised to the image's own extent, and
+            // so are the sampling locations in a padded batch (see `crate::padding`).
             let reference_input = reference.clone().reshape([b, q, 1, 4]).expand([b, q, l, 4]);
             let query_sine_embed = self.query_sine_embed(reference.clone());
             let query_pos = self.ref_point_head.forward(query_sine_embed.clone().cast(dtype));
@@ -222,6 +226,7 @@ impl Decoder {
                 &Reference::Boxes(reference_input),
                 memory.clone(),
                 layout,
+                padding,
             );
             let after_cross_attn = layer.norm1.forward(after_self_attn.clone() + cross);
             let ffn = layer.linear2.forward(relu(layer.linear1.forward(after_cross_attn.clone())));

@@ -2,6 +2,7 @@
 //! (queries = memory + position embedding, values = memory) and a ReLU feed-forward network.
 
 use crate::msda::{LevelLayout, MultiScaleDeformableAttention, Reference};
+use crate::padding::Padding;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use chatrex_common::layers::{LayerNorm, Linear};
@@ -55,11 +56,18 @@ impl EncoderLayer {
         }
     }
 
-    /// `src [B, S, C]`, `pos [1 or B, S, C]` → `[B, S, C]`.
-    pub fn forward(&self, src: Tensor<3>, pos: &Tensor<3>, reference: &Reference, layout: &LevelLayout) -> Tensor<3> {
+    /// `src [B, S, C]`, `pos [1 or B, S, C]` → `[B, S, C]`; `padding` describes a padded batch.
+    pub fn forward(
+        &self,
+        src: Tensor<3>,
+        pos: &Tensor<3>,
+        reference: &Reference,
+        layout: &LevelLayout,
+        padding: Option<&Padding>,
+    ) -> Tensor<3> {
         let attended = self
             .self_attn
-            .forward(src.clone() + pos.clone(), reference, src.clone(), layout);
+            .forward(src.clone() + pos.clone(), reference, src.clone(), layout, padding);
         let src = self.norm1.forward(src + attended);
         // The feed-forward network and norm are per token: run them over blocks of tokens so
         // that the `[S, d_ffn]` hidden activation (≈ 730 MB at 800×1333 in f32) is never whole.
@@ -103,6 +111,30 @@ pub fn encoder_reference_points(layout: &LevelLayout, device: &Device) -> Tensor
     Tensor::from_data(TensorData::new(points, [1, layout.len(), l, 2]), device)
 }
 
+/// Reference points of the encoder in a padded batch → `[B, S, L, 2]`: each token's centre
+/// normalised by its image's valid extent on its own level, `((x+0.5)/w_valid, (y+0.5)/h_valid)`,
+/// the same for all `L` levels — the single-image reference of every image token (offsets are
+/// then normalised by the valid extents too, see [`crate::padding`]).
+pub fn padded_encoder_reference_points(layout: &LevelLayout, padding: &Padding, device: &Device) -> Tensor<4> {
+    let l = layout.shapes.len();
+    let b = padding.batch();
+    let mut points = Vec::with_capacity(b * layout.len() * l * 2);
+    for valid in &padding.valid {
+        for (&(h, w), &(vh, vw)) in layout.shapes.iter().zip(valid) {
+            for y in 0..h {
+                for x in 0..w {
+                    let (rx, ry) = ((x as f32 + 0.5) / vw as f32, (y as f32 + 0.5) / vh as f32);
+                    for _ in 0..l {
+                        points.push(rx);
+                        points.push(ry);
+                    }
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(points, [b, layout.len(), l, 2]), device)
+}
+
 /// The encoder (`transformer.encoder`).
 #[derive(Debug, Clone)]
 pub struct Encoder {
@@ -120,25 +152,29 @@ impl Encoder {
         }
     }
 
-    /// `src [B, S, C]` → memory `[B, S, C]`; `each_layer` sees every layer's output.
+    /// `src [B, S, C]` → memory `[B, S, C]`; `padding` describes a padded batch (`None`: every
+    /// image fills the layout); `each_layer` sees every layer's output.
     pub fn forward(
         &self,
         src: Tensor<3>,
         pos: &Tensor<3>,
         layout: &LevelLayout,
+        padding: Option<&Padding>,
         mut each_layer: impl FnMut(usize, &Tensor<3>),
     ) -> Tensor<3> {
         let [b, _, _] = src.dims();
-        let reference = encoder_reference_points(layout, &src.device());
-        let reference = Reference::Points(if b > 1 {
-            let [_, s, l, two] = reference.dims();
-            reference.expand([b, s, l, two])
-        } else {
-            reference
-        });
+        let reference = match padding {
+            Some(padding) => padded_encoder_reference_points(layout, padding, &src.device()),
+            None => {
+                let reference = encoder_reference_points(layout, &src.device());
+                let [_, s, l, two] = reference.dims();
+                if b > 1 { reference.expand([b, s, l, two]) } else { reference }
+            }
+        };
+        let reference = Reference::Points(reference);
         let mut x = src;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, pos, &reference, layout);
+            x = layer.forward(x, pos, &reference, layout, padding);
             each_layer(i, &x);
         }
         x

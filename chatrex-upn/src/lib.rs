@@ -22,7 +22,7 @@
 //!
 //! Pipeline (one file per part): [`preprocess`] → [`swin`] → [`neck`] (+ [`position`]) →
 //! [`encoder`] ([`msda`]) → [`two_stage`] → [`decoder`] → heads in [`model`] →
-//! [`proposals`] ([`nms`]).
+//! [`proposals`] ([`nms`]). Images of different sizes share one [`padding`]-masked batch.
 
 pub mod config;
 pub mod decoder;
@@ -34,6 +34,7 @@ pub mod msda;
 mod msda_cpu;
 pub mod neck;
 pub mod nms;
+pub mod padding;
 pub mod position;
 pub mod preprocess;
 pub mod prompt;

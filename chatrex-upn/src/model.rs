@@ -6,7 +6,8 @@ use crate::decoder::{Decoder, DecoderOutput, inverse_sigmoid};
 use crate::encoder::{Encoder, LayerSizes};
 use crate::msda::LevelLayout;
 use crate::neck::Neck;
-use crate::position::image_position_embedding;
+use crate::padding::{Padding, pad_levels};
+use crate::position::{image_position_embedding, padded_position_embedding};
 use crate::preprocess::preprocess;
 use crate::prompt::PromptType;
 use crate::proposals::{ImageSize, Proposals};
@@ -181,27 +182,104 @@ impl Upn {
     }
 
     fn run(&self, images: Tensor<4>, prompt: PromptType, trace: bool) -> Result<(UpnOutput, Option<UpnTrace>), UpnError> {
-        let d = self.config.d_model;
-        let [b, _, _, _] = images.dims();
         let images = images.cast(self.dtype.dtype());
         let features = self.backbone.forward(images);
         let levels = self.neck.forward(&features);
-
         let layout = LevelLayout::new(levels.iter().map(|t| (t.dims()[2], t.dims()[3])).collect());
+        self.transform(levels, layout, None, prompt, trace.then_some(features))
+    }
+
+    /// Backbone and neck of one batch of equally sized images `[B, 3, H, W]` → the `n_levels`
+    /// maps of each image, `[1, d_model, h_l, w_l]` each.
+    fn image_levels(&self, images: Tensor<4>) -> Vec<Vec<Tensor<4>>> {
+        let b = images.dims()[0];
+        let levels = self.neck.forward(&self.backbone.forward(images.cast(self.dtype.dtype())));
+        (0..b)
+            .map(|i| levels.iter().map(|t| t.clone().narrow(0, i, 1)).collect())
+            .collect()
+    }
+
+    /// Number of decoder queries for an image with `tokens` memory tokens.
+    fn queries_for(&self, tokens: usize) -> usize {
+        self.config.num_queries.min(tokens)
+    }
+
+    /// The transformer on the level maps of several images (`maps[b][l]`, `[1, d, h, w]`):
+    /// one batch, padded if their sizes differ. Every image must give the same number of
+    /// queries (`min(num_queries, its tokens)`).
+    fn transform_images(&self, maps: Vec<Vec<Tensor<4>>>, prompt: PromptType) -> Result<UpnOutput, UpnError> {
+        let padded = pad_levels(maps).map_err(UpnError::Request)?;
+        let queries: Vec<usize> = padded
+            .valid
+            .iter()
+            .map(|v| self.queries_for(v.iter().map(|(h, w)| h * w).sum()))
+            .collect();
+        if queries.iter().any(|&k| k != queries[0]) {
+            return Err(UpnError::Request(format!(
+                "a padded batch needs images with the same number of queries, got {queries:?} (an image \
+                 with fewer than num_queries tokens must run alone)"
+            )));
+        }
+        let padding = if padded.is_padded() {
+            Some(Padding::new(padded.valid, &padded.layout, &self.device).map_err(UpnError::Request)?)
+        } else {
+            None
+        };
+        self.transform(padded.levels, padded.layout, padding, prompt, None)
+            .map(|(out, _)| out)
+    }
+
+    /// Runs images of different sizes (each preprocessed, `[3, H_i, W_i]`) as one padded batch:
+    /// backbone and neck per image, encoder and decoder batched with padding masks (see
+    /// [`crate::padding`]). Boxes are normalised to each image's own extent; the result per
+    /// image equals [`forward`](Self::forward) on that image alone, up to float rounding.
+    ///
+    /// Errors if the images give different numbers of queries (only images with fewer memory
+    /// tokens than `num_queries`, i.e. extreme aspect ratios, do).
+    pub fn forward_padded(&self, images: &[Tensor<3>], prompt: PromptType) -> Result<UpnOutput, UpnError> {
+        if images.is_empty() {
+            return Err(UpnError::Request("no images given".into()));
+        }
+        let maps = images
+            .iter()
+            .flat_map(|image| self.image_levels(image.clone().unsqueeze::<4>()))
+            .collect();
+        self.transform_images(maps, prompt)
+    }
+
+    /// Encoder, query selection, decoder and heads on the neck's levels `[B, d, h_l, w_l]`
+    /// (padded per `padding` when the images' sizes differ). `features` are the backbone maps,
+    /// kept for the trace.
+    fn transform(
+        &self,
+        levels: Vec<Tensor<4>>,
+        layout: LevelLayout,
+        padding: Option<Padding>,
+        prompt: PromptType,
+        features: Option<Vec<Tensor<4>>>,
+    ) -> Result<(UpnOutput, Option<UpnTrace>), UpnError> {
+        let d = self.config.d_model;
+        let trace = features.is_some();
+        let b = levels.first().map(|t| t.dims()[0]).unwrap_or(0);
         let temperature = self.config.pos_temperature as f32;
-        let pos = Tensor::cat(
-            layout
-                .shapes
-                .iter()
-                .enumerate()
-                .map(|(l, &(h, w))| {
-                    image_position_embedding(h, w, d / 2, temperature, &self.device).cast(self.dtype.dtype())
-                        + self.level_embed.clone().narrow(0, l, 1)
-                })
-                .collect(),
-            0,
-        )
-        .unsqueeze::<3>();
+        let dtype = self.dtype.dtype();
+        // Position embedding + level embedding: [1, S, d], or [B, S, d] for a padded batch.
+        let level_pos = |l: usize, image: (usize, usize)| {
+            let shape = layout.shapes[l];
+            let pos = if image == shape {
+                image_position_embedding(shape.0, shape.1, d / 2, temperature, &self.device)
+            } else {
+                padded_position_embedding(shape, image, d / 2, temperature, &self.device)
+            };
+            pos.cast(dtype) + self.level_embed.clone().narrow(0, l, 1)
+        };
+        let image_pos = |sizes: &[(usize, usize)]| {
+            Tensor::cat((0..layout.shapes.len()).map(|l| level_pos(l, sizes[l])).collect(), 0).unsqueeze::<3>()
+        };
+        let pos = match &padding {
+            Some(padding) => Tensor::cat(padding.valid.iter().map(|v| image_pos(v)).collect(), 0),
+            None => image_pos(&layout.shapes),
+        };
         let src = Tensor::cat(
             levels
                 .iter()
@@ -213,21 +291,31 @@ impl Upn {
             1,
         );
         let mut encoder_layers = Vec::new();
-        let memory = self.encoder.forward(src, &pos, &layout, |_, x| {
+        let memory = self.encoder.forward(src, &pos, &layout, padding.as_ref(), |_, x| {
             if trace {
                 encoder_layers.push(x.clone());
             }
         });
 
-        let k = self.config.num_queries.min(layout.len());
+        let k = match &padding {
+            Some(padding) => padding
+                .valid
+                .iter()
+                .map(|v| self.queries_for(v.iter().map(|(h, w)| h * w).sum()))
+                .min()
+                .unwrap_or(0),
+            None => self.queries_for(layout.len()),
+        };
         let prompt = self.prompt(prompt);
         let selection = self
             .selection
-            .select(memory.clone(), prompt, &layout, k)
+            .select(memory.clone(), prompt, &layout, padding.as_ref(), k)
             .map_err(UpnError::Backend)?;
         let tgt = self.tgt_embed.clone().narrow(0, 0, k).unsqueeze::<3>().expand([b, k, d]);
         let reference = sigmoid(selection.reference_unsigmoid.clone());
-        let decoded = self.decoder.forward(tgt, &memory, reference, &layout, trace);
+        let decoded = self
+            .decoder
+            .forward(tgt, &memory, reference, &layout, padding.as_ref(), trace);
 
         let head = |layer: usize| {
             let hs = decoded.hs[layer].clone();
@@ -243,39 +331,50 @@ impl Upn {
         let (boxes, logits) = head(last);
         let output = UpnOutput { boxes, logits };
         let per_layer: Option<(Vec<_>, Vec<_>)> = trace.then(|| (0..=last).map(head).unzip());
-        let trace = per_layer.map(|(layer_boxes, layer_logits)| {
-            UpnTrace {
-                backbone: features,
-                projected: levels,
-                pos,
-                encoder_layers,
-                layout,
-                selection,
-                decoder: decoded,
-                layer_boxes,
-                layer_logits,
-            }
+        let trace = per_layer.zip(features).map(|((layer_boxes, layer_logits), features)| UpnTrace {
+            backbone: features,
+            projected: levels,
+            pos,
+            encoder_layers,
+            layout,
+            selection,
+            decoder: decoded,
+            layer_boxes,
+            layer_logits,
         });
         Ok((output, trace))
     }
 
-    /// Proposals for each image (any size; RGB): all queries, sorted by score. Images whose
-    /// preprocessed sizes are equal run as one batch; the result for each image is the same
-    /// as running it alone. Use [`Proposals::filter`] for the official score/NMS filtering.
+    /// Proposals for each image (any size; RGB): all queries, sorted by score. Images of the
+    /// same preprocessed size share the backbone as one batch; images of different sizes then
+    /// share the encoder and decoder as one padded batch (see
+    /// [`forward_padded`](Self::forward_padded)). The result for each image is the same as
+    /// running it alone, up to float rounding. Use [`Proposals::filter`] for the official
+    /// score/NMS filtering.
     pub fn propose(&self, images: &[RgbImage], prompt: PromptType) -> Result<Vec<Proposals>, UpnError> {
         if images.is_empty() {
             return Err(UpnError::Request("no images given".into()));
         }
         let inputs: Vec<Tensor<3>> = images.iter().map(|img| preprocess(img, &self.device)).collect();
-        let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+        let mut sizes: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
         for (i, t) in inputs.iter().enumerate() {
             let [_, h, w] = t.dims();
-            groups.entry((h, w)).or_default().push(i);
+            sizes.entry((h, w)).or_default().push(i);
+        }
+        // Backbone + neck per size; the transformer per query count (almost always one batch).
+        let mut maps: Vec<Vec<Tensor<4>>> = vec![Vec::new(); images.len()];
+        let mut batches: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for members in sizes.values() {
+            let batch = Tensor::stack(members.iter().map(|&i| inputs[i].clone()).collect(), 0);
+            for (&i, levels) in members.iter().zip(self.image_levels(batch)) {
+                let tokens = levels.iter().map(|t| t.dims()[2] * t.dims()[3]).sum();
+                batches.entry(self.queries_for(tokens)).or_default().push(i);
+                maps[i] = levels;
+            }
         }
         let mut results: Vec<Option<Proposals>> = vec![None; images.len()];
-        for members in groups.values() {
-            let batch = Tensor::stack(members.iter().map(|&i| inputs[i].clone()).collect(), 0);
-            let out = self.forward(batch, prompt)?;
+        for members in batches.values() {
+            let out = self.transform_images(members.iter().map(|&i| std::mem::take(&mut maps[i])).collect(), prompt)?;
             let boxes = host_f32(out.boxes)?;
             let logits = host_f32(out.logits)?;
             let q = logits.len() / members.len();

@@ -9,6 +9,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{DType, Tensor, TensorData};
+use crate::padding::Padding;
 use chatrex_common::layers::Linear;
 use chatrex_common::weights::{WeightDType, WeightLoader};
 
@@ -53,7 +54,8 @@ impl LevelLayout {
 }
 
 /// Reference of each query: a point `[B, Lq, L, 2]` (x, y) or a box `[B, Lq, L, 4]`
-/// (cx, cy, w, h), normalised to [0, 1] per level.
+/// (cx, cy, w, h), normalised to [0, 1] per level (to the image's valid extent in a padded
+/// batch).
 #[derive(Debug, Clone)]
 pub enum Reference {
     /// Encoder: offsets are divided by the level's (W, H).
@@ -108,8 +110,18 @@ impl MultiScaleDeformableAttention {
     }
 
     /// `query [B, Lq, C]`, `value_input [B, S, C]` → `[B, Lq, C]` in the query's dtype.
-    pub fn forward(&self, query: Tensor<3>, reference: &Reference, value_input: Tensor<3>, layout: &LevelLayout) -> Tensor<3> {
-        self.forward_parts(query, reference, value_input, layout).0
+    ///
+    /// With `padding` (a padded batch), the values of padded tokens are zeroed and references
+    /// are normalised to each image's valid extent per level (see [`crate::padding`]).
+    pub fn forward(
+        &self,
+        query: Tensor<3>,
+        reference: &Reference,
+        value_input: Tensor<3>,
+        layout: &LevelLayout,
+        padding: Option<&Padding>,
+    ) -> Tensor<3> {
+        self.forward_parts(query, reference, value_input, layout, padding).0
     }
 
     /// Like [`forward`](Self::forward), also returning the intermediate tensors.
@@ -119,6 +131,7 @@ impl MultiScaleDeformableAttention {
         reference: &Reference,
         value_input: Tensor<3>,
         layout: &LevelLayout,
+        padding: Option<&Padding>,
     ) -> (Tensor<3>, MsdaParts) {
         let out_dtype = query.dtype();
         let query = query.cast(DType::F32);
@@ -128,7 +141,12 @@ impl MultiScaleDeformableAttention {
         let (m, l, p) = (self.n_heads, self.n_levels, self.n_points);
         let device = query.device();
 
-        let value = self.value_proj.forward(value_input).reshape([b, s, m, c / m]);
+        let value = self.value_proj.forward(value_input);
+        let value = match padding {
+            Some(padding) => value * padding.keep.clone(),
+            None => value,
+        }
+        .reshape([b, s, m, c / m]);
         let offsets = self.sampling_offsets.forward(query.clone()).reshape([b, lq, m, l, p, 2]);
         let weights = softmax(
             self.attention_weights.forward(query).reshape([b, lq, m, l * p]),
@@ -138,13 +156,15 @@ impl MultiScaleDeformableAttention {
 
         let locations = match reference {
             Reference::Points(points) => {
-                // offset / (W_l, H_l), per level.
-                let norm: Vec<f32> = layout
-                    .shapes
+                // offset / (W_l, H_l), per level (per image: its valid extent when padded).
+                let extents = padding.map_or_else(|| vec![layout.shapes.clone()], |p| p.valid.clone());
+                let norm: Vec<f32> = extents
                     .iter()
+                    .flatten()
                     .flat_map(|&(h, w)| [w as f32, h as f32])
                     .collect();
-                let norm = Tensor::<6>::from_data(TensorData::new(norm, [1, 1, 1, l, 1, 2]), &device);
+                let norm =
+                    Tensor::<6>::from_data(TensorData::new(norm, [extents.len(), 1, 1, l, 1, 2]), &device);
                 let refs = points.clone().cast(DType::F32).reshape([b, lq, 1, l, 1, 2]);
                 refs + offsets / norm
             }
@@ -155,7 +175,7 @@ impl MultiScaleDeformableAttention {
                 xy + offsets / (p as f64) * wh * 0.5
             }
         };
-        let core_out = msda_core(value, layout, locations.clone(), weights.clone());
+        let core_out = msda_core_padded(value, layout, padding, locations.clone(), weights.clone());
         let out = self.output_proj.forward(core_out.clone()).cast(out_dtype);
         (
             out,
@@ -179,13 +199,43 @@ pub fn msda_core(
     locations: Tensor<6>,
     weights: Tensor<5>,
 ) -> Tensor<3> {
+    msda_core_padded(value, layout, None, locations, weights)
+}
+
+/// [`msda_core`] for a padded batch: `locations` are normalised to each image's valid extent
+/// per level (pixel = `loc · valid_size − 0.5`, the arithmetic of a single-image run); the
+/// values of padded tokens must already be zero.
+pub fn msda_core_padded(
+    value: Tensor<4>,
+    layout: &LevelLayout,
+    padding: Option<&Padding>,
+    locations: Tensor<6>,
+    weights: Tensor<5>,
+) -> Tensor<3> {
     #[cfg(feature = "flex")]
     if value.device() == burn::tensor::Device::flex()
-        && let Some(out) = crate::msda_cpu::msda_core_cpu(&value, layout, &locations, &weights)
+        && let Some(out) = crate::msda_cpu::msda_core_cpu(
+            &value,
+            layout,
+            padding.map(|p| p.valid.as_slice()),
+            &locations,
+            &weights,
+        )
     {
         return out;
     }
+    let locations = match padding {
+        Some(padding) => to_padded_normalisation(locations, padding),
+        None => locations,
+    };
     msda_core_tensor_ops(value, layout, locations, weights)
+}
+
+/// Locations normalised to each image's valid extent → normalised to the padded maps
+/// (`loc · valid / padded`), as `grid_sample` on the padded maps wants them.
+fn to_padded_normalisation(locations: Tensor<6>, padding: &Padding) -> Tensor<6> {
+    let [b, _, _, l, _, _] = locations.dims();
+    locations * padding.valid_ratios.clone().reshape([b, 1, 1, l, 1, 2])
 }
 
 /// [`msda_core`] with Burn tensor ops only (`grid_sample_2d` per level, queries in chunks):
@@ -253,4 +303,46 @@ pub fn msda_core_tensor_ops(
         .reshape([b, m, d, lq])
         .permute([0, 3, 1, 2])
         .reshape([b, lq, m * d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    /// A padded batch of two images: the CPU sampler (locations read with each image's valid
+    /// extent) and the `grid_sample` path of the other backends (locations rescaled to the
+    /// padded maps) agree, and image 0 — which fills the layout — gives what it gives alone.
+    #[test]
+    fn padded_sampling_agrees_between_cpu_kernel_and_grid_sample() {
+        let device = Device::flex();
+        let layout = LevelLayout::new(vec![(6, 9), (3, 5)]);
+        let valid = vec![vec![(6, 9), (3, 5)], vec![(4, 7), (2, 4)]];
+        let padding = Padding::new(valid, &layout, &device).unwrap();
+        let (b, lq, m, d, l, p) = (2, 11, 2, 4, 2, 3);
+        let value = Tensor::<4>::random([b, layout.len(), m, d], Distribution::Normal(0.0, 1.0), &device)
+            * padding.keep.clone().reshape([b, layout.len(), 1, 1]);
+        // Locations in [-0.2, 1.2]: some fall outside the image, into the padding or beyond.
+        let locations = Tensor::<6>::random([b, lq, m, l, p, 2], Distribution::Uniform(-0.2, 1.2), &device);
+        let weights = Tensor::<5>::random([b, lq, m, l, p], Distribution::Uniform(0.0, 1.0), &device);
+
+        let cpu = msda_core_padded(value.clone(), &layout, Some(&padding), locations.clone(), weights.clone());
+        let grid = msda_core_tensor_ops(
+            value.clone(),
+            &layout,
+            to_padded_normalisation(locations.clone(), &padding),
+            weights.clone(),
+        );
+        let diff: f32 = (cpu.clone() - grid).abs().max().into_scalar();
+        assert!(diff < 1e-5, "CPU kernel vs grid_sample on a padded batch: {diff}");
+
+        let alone = msda_core(
+            value.narrow(0, 0, 1),
+            &layout,
+            locations.narrow(0, 0, 1),
+            weights.narrow(0, 0, 1),
+        );
+        let diff: f32 = (cpu.narrow(0, 0, 1) - alone).abs().max().into_scalar();
+        assert_eq!(diff, 0.0);
+    }
 }

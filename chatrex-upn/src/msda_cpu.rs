@@ -14,9 +14,12 @@ fn host(t: TensorData) -> Option<Vec<f32>> {
 
 /// `value [B, S, M, D]`, `locations [B, Lq, M, L, P, 2]`, `weights [B, Lq, M, L, P]` →
 /// `[B, Lq, M·D]`, or `None` if the data cannot be read back (the caller falls back).
+/// `extents[b][l]`: the `(h, w)` that image `b`'s locations are normalised to at level `l`
+/// (a padded batch); `None`: the layout's sizes.
 pub fn msda_core_cpu(
     value: &Tensor<4>,
     layout: &LevelLayout,
+    extents: Option<&[Vec<(usize, usize)>]>,
     locations: &Tensor<6>,
     weights: &Tensor<5>,
 ) -> Option<Tensor<3>> {
@@ -36,12 +39,13 @@ pub fn msda_core_cpu(
             let acc = &mut dst[head * d..(head + 1) * d];
             for level in 0..l {
                 let (h, w) = shapes[level];
+                let (scale_h, scale_w) = extents.map_or((h, w), |e| e[batch][level]);
                 let start = starts[level];
                 for point in 0..p {
                     let idx = (((row * m + head) * l + level) * p) + point;
                     let a = aw[idx];
-                    let x = loc[idx * 2] * w as f32 - 0.5;
-                    let y = loc[idx * 2 + 1] * h as f32 - 0.5;
+                    let x = loc[idx * 2] * scale_w as f32 - 0.5;
+                    let y = loc[idx * 2 + 1] * scale_h as f32 - 0.5;
                     if !(x > -1.0 && y > -1.0 && x < w as f32 && y < h as f32) {
                         continue;
                     }

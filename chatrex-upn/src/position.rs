@@ -40,3 +40,26 @@ pub fn image_position_embedding(
         .expand([h, w, num_feats]);
     Tensor::cat(vec![rows, cols], 2).reshape([h * w, 2 * num_feats])
 }
+
+/// The embedding of an image filling the top-left `image_h × image_w` of an `h × w` padded
+/// level, flattened row-major: `[h·w, 2·num_feats]`. Image tokens get the embedding of the
+/// unpadded image; padded tokens get zeros (their outputs are never read).
+pub fn padded_position_embedding(
+    (h, w): (usize, usize),
+    (image_h, image_w): (usize, usize),
+    num_feats: usize,
+    temperature: f32,
+    device: &Device,
+) -> Tensor<2> {
+    let (rows, cols) = position_halves(image_h, image_w, num_feats, temperature);
+    let d = 2 * num_feats;
+    let mut out = vec![0f32; h * w * d];
+    for y in 0..image_h.min(h) {
+        for x in 0..image_w.min(w) {
+            let token = &mut out[(y * w + x) * d..(y * w + x + 1) * d];
+            token[..num_feats].copy_from_slice(&rows[y * num_feats..(y + 1) * num_feats]);
+            token[num_feats..].copy_from_slice(&cols[x * num_feats..(x + 1) * num_feats]);
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [h * w, d]), device)
+}

@@ -3,6 +3,7 @@
 //! their refined anchors as initial reference boxes.
 
 use crate::msda::LevelLayout;
+use crate::padding::Padding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use chatrex_common::layers::{Activation, LayerNorm, Linear, Mlp};
 use chatrex_common::weights::WeightLoader;
@@ -21,17 +22,19 @@ pub struct Anchors {
     pub valid: Vec<bool>,
 }
 
-/// Builds the anchors: centre `((x+0.5)/w, (y+0.5)/h)`, side `0.05·2^level`.
-pub fn anchors(layout: &LevelLayout) -> Anchors {
+/// Builds the anchors of one image whose level `l` fills the top-left `image_sizes[l]` of the
+/// layout's `(h, w)` (pass `&layout.shapes` for an unpadded image): centre
+/// `((x+0.5)/w_image, (y+0.5)/h_image)`, side `0.05·2^level`; padded tokens are invalid.
+pub fn anchors(layout: &LevelLayout, image_sizes: &[(usize, usize)]) -> Anchors {
     let s = layout.len();
     let mut logits = Vec::with_capacity(s * 4);
     let mut valid = Vec::with_capacity(s);
-    for (level, &(h, w)) in layout.shapes.iter().enumerate() {
+    for (level, (&(h, w), &(vh, vw))) in layout.shapes.iter().zip(image_sizes).enumerate() {
         let side = BASE_ANCHOR * (1u32 << level) as f32;
         for y in 0..h {
             for x in 0..w {
-                let p = [(x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32, side, side];
-                let ok = p.iter().all(|&v| v > 0.01 && v < 0.99);
+                let p = [(x as f32 + 0.5) / vw as f32, (y as f32 + 0.5) / vh as f32, side, side];
+                let ok = y < vh && x < vw && p.iter().all(|&v| v > 0.01 && v < 0.99);
                 valid.push(ok);
                 for v in p {
                     logits.push(if ok { (v / (1.0 - v)).ln() } else { f32::INFINITY });
@@ -87,23 +90,33 @@ impl QuerySelection {
         }
     }
 
-    /// `memory [B, S, C]`, `prompt [1, C]` → the top-`k` selection.
+    /// `memory [B, S, C]`, `prompt [1, C]` → the top-`k` selection; `padding` describes a
+    /// padded batch (`None`: every image fills the layout).
     ///
-    /// Invalid tokens have their memory zeroed before the heads, so they all get the same
-    /// constant logit (not −∞) and, if selected, a `+inf` anchor (reference box 1.0), as in
-    /// the official code.
+    /// Invalid tokens (and padded ones) have their memory zeroed before the heads, so they all
+    /// get the same constant logit (not −∞) and, if selected, a `+inf` anchor (reference box
+    /// 1.0), as in the official code.
     pub fn select(
         &self,
         memory: Tensor<3>,
         prompt: &Tensor<2>,
         layout: &LevelLayout,
+        padding: Option<&Padding>,
         k: usize,
     ) -> Result<Selection, String> {
         let [b, s, c] = memory.dims();
         let device = memory.device();
-        let anchors = anchors(layout);
-        let keep: Vec<f32> = anchors.valid.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
-        let keep = Tensor::<3>::from_data(TensorData::new(keep, [1, s, 1]), &device).cast(memory.dtype());
+        // One anchor set for all images, or one per image of a padded batch.
+        let anchor_sets: Vec<Anchors> = match padding {
+            Some(padding) => padding.valid.iter().map(|v| anchors(layout, v)).collect(),
+            None => vec![anchors(layout, &layout.shapes)],
+        };
+        let keep: Vec<f32> = anchor_sets
+            .iter()
+            .flat_map(|a| a.valid.iter().map(|&v| if v { 1.0 } else { 0.0 }))
+            .collect();
+        let keep = Tensor::<3>::from_data(TensorData::new(keep, [anchor_sets.len(), s, 1]), &device)
+            .cast(memory.dtype());
         let output_memory = self
             .enc_output_norm
             .forward(self.enc_output.forward(memory * keep));
@@ -117,18 +130,36 @@ impl QuerySelection {
             .convert::<f32>()
             .try_to_vec::<f32>()
             .map_err(|e| format!("{e:?}"))?;
+        // Padded tokens share the invalid tokens' constant logit but are not part of the image:
+        // they never compete for a query (the image alone has at least `k` tokens).
         let indices: Vec<Vec<usize>> = (0..b)
-            .map(|i| top_k_indices(&host[i * s..(i + 1) * s], k))
+            .map(|i| {
+                let row = &host[i * s..(i + 1) * s];
+                match padding {
+                    Some(padding) => {
+                        let ranked: Vec<f32> = row
+                            .iter()
+                            .zip(padding.image_tokens(i, layout))
+                            .map(|(&v, image)| if image { v } else { f32::NEG_INFINITY })
+                            .collect();
+                        top_k_indices(&ranked, k)
+                    }
+                    None => top_k_indices(row, k),
+                }
+            })
             .collect();
         let flat: Vec<i64> = indices.iter().flatten().map(|&i| i as i64).collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(flat, [b * k]), &device);
-        let anchor_logits = Tensor::<2>::from_data(TensorData::new(anchors.logits, [s, 4]), &device);
+        let anchor_logits: Vec<Tensor<2>> = anchor_sets
+            .into_iter()
+            .map(|a| Tensor::from_data(TensorData::new(a.logits, [s, 4]), &device))
+            .collect();
         let mut refs = Vec::with_capacity(b);
         for (i, picked) in indices.iter().enumerate() {
             let idx = index.clone().narrow(0, i * k, picked.len());
             let rows = output_memory.clone().narrow(0, i, 1).reshape([s, c]).select(0, idx.clone());
             let delta = self.enc_out_bbox_embed.forward(rows);
-            let anchor = anchor_logits.clone().select(0, idx);
+            let anchor = anchor_logits[i.min(anchor_logits.len() - 1)].clone().select(0, idx);
             refs.push((delta.cast(burn::tensor::DType::F32) + anchor).unsqueeze::<3>());
         }
         Ok(Selection {

@@ -82,6 +82,68 @@ fn batches_threads_and_repeats_agree_with_single_runs() {
     }
 }
 
+/// Largest differences between two proposal lists of the same image: (score, box in pixels).
+fn max_differences(a: &Proposals, b: &Proposals) -> (f32, f32) {
+    a.proposals.iter().zip(&b.proposals).fold((0f32, 0f32), |(ds, db), (x, y)| {
+        let box_diff = x.bbox.iter().zip(y.bbox).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        (ds.max((x.score - y.score).abs()), db.max(box_diff))
+    })
+}
+
+#[test]
+fn mixed_sizes_share_one_padded_batch_with_single_run_results() {
+    let upn = model();
+    let photo = load_rgb(&upn_dir().join("test_upn.jpeg"), &ImageLimits::default()).unwrap();
+    // Preprocessed (w × h): 1066×800, 1130×800, 800×800, 800×1130, 2×1333 — the padded batch
+    // is 1130×1333, so every image is padded in width, height or both.
+    let images = [
+        image("rgb.png"),
+        photo.clone(),
+        image("one_pixel.png"),
+        image::imageops::rotate90(&photo),
+        image("tall_3x2000.png"),
+    ];
+    // With the coarse prompt the invalid tokens' constant logit ranks among the top queries of
+    // the 2×1333 image: padded tokens, which share it, must not take their places.
+    let exact = test_device() == burn::tensor::Device::flex();
+    for (prompt, images) in [(PromptType::Fine, &images[..]), (PromptType::Coarse, &[images[0].clone(), images[4].clone()][..])] {
+        let batch = upn.propose(images, prompt).unwrap();
+        for (img, b) in images.iter().zip(&batch) {
+            let single = upn.propose(std::slice::from_ref(img), prompt).unwrap().remove(0);
+            let (score, bbox) = max_differences(b, &single);
+            println!("{prompt:?} {}x{}: max |Δscore| {score:.2e}, max |Δbox| {bbox:.2e} px", img.width(), img.height());
+            // The CPU sampler uses the single-run arithmetic: bit-identical. Other backends
+            // rescale locations to the padded maps for `grid_sample`: equal up to rounding.
+            if exact {
+                assert_eq!(b, &single);
+            } else {
+                assert_same(b, &single, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn images_with_fewer_tokens_than_queries_run_in_their_own_batch() {
+    // 1000 queries: the 2×1333 image has only 648 memory tokens, so it gets 648 queries and
+    // cannot share a padded batch with the others; `propose` splits, `forward_padded` refuses.
+    let mut config = config();
+    config.num_queries = 1000;
+    let upn = Upn::random(&config, &test_device(), WeightDType::F32, 7).unwrap();
+    let images = [image("tall_3x2000.png"), image("rgb.png"), image("one_pixel.png")];
+    let batch = upn.propose(&images, PromptType::Fine).unwrap();
+    assert_eq!(batch.iter().map(Proposals::len).collect::<Vec<_>>(), vec![648, 1000, 1000]);
+    for (img, b) in images.iter().zip(&batch) {
+        assert_same(b, &upn.propose(std::slice::from_ref(img), PromptType::Fine).unwrap().remove(0), 1e-5);
+    }
+    let inputs: Vec<_> = images[..2]
+        .iter()
+        .map(|i| chatrex_upn::preprocess::preprocess(i, &test_device()))
+        .collect();
+    assert!(matches!(upn.forward_padded(&inputs, PromptType::Fine), Err(UpnError::Request(_))));
+    assert!(matches!(upn.forward_padded(&[], PromptType::Fine), Err(UpnError::Request(_))));
+}
+
 fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]

@@ -52,12 +52,12 @@ fn swin_encoder_selection_and_decoder_match_the_reference() {
     let src: Tensor<3> = fx.tensor("enc.src", &device).unwrap();
     let pos: Tensor<3> = fx.tensor("enc.pos", &device).unwrap();
     let reference = Reference::Points(encoder_reference_points(&layout, &device));
-    let memory = layer.forward(src, &pos, &reference, &layout);
+    let memory = layer.forward(src, &pos, &reference, &layout, None);
     check("encoder layer", values(memory.clone()), &fx, "enc.out");
 
     let selection = QuerySelection::load(&vb.pp("sel"), 32);
     let prompt = vb.pp("sel").float("fine_grained_prompt.weight", [1, 32]);
-    let picked = selection.select(memory.clone(), &prompt, &layout, 12).unwrap();
+    let picked = selection.select(memory.clone(), &prompt, &layout, None, 12).unwrap();
     check("selection logits", values(picked.logits.clone()), &fx, "sel.logits");
     let expected: Vec<usize> = fx.i64("sel.topk").unwrap().iter().map(|&i| i as usize).collect();
     assert_eq!(picked.indices[0], expected);
@@ -65,7 +65,7 @@ fn swin_encoder_selection_and_decoder_match_the_reference() {
 
     let decoder = Decoder::load(&vb.pp("dec.decoder"), 2, sizes);
     let tgt = vb.pp("dec").float("tgt_embed.weight", [12, 32]).unsqueeze::<3>();
-    let out = decoder.forward(tgt, &memory, sigmoid(picked.reference_unsigmoid), &layout, false);
+    let out = decoder.forward(tgt, &memory, sigmoid(picked.reference_unsigmoid), &layout, None, false);
     for (i, hs) in out.hs.into_iter().enumerate() {
         check(&format!("decoder hs {i}"), values(hs), &fx, &format!("dec.hs{i}"));
     }
