@@ -38,21 +38,21 @@ fn encoder(c: &mut Criterion) {
         let convnext = ConvNext::load(&vb.pp("convnext"), &ConvNextConfig::large());
         let low = Tensor::<4>::random([1, 3, 336, 336], Distribution::Normal(0.0, 1.0), &device).cast(dtype.dtype());
         let high = Tensor::<4>::random([1, 3, 768, 768], Distribution::Normal(0.0, 1.0), &device).cast(dtype.dtype());
-        common::measure_once(&format!("clip_l336_{dtype}"), &format!("CLIP ViT-L/14@336, 23 of 24 layers, {threads} threads"), || {
-            clip.forward(low.clone()).into_data()
+        common::measure_best(&format!("clip_l336_{dtype}"), &format!("CLIP ViT-L/14@336, 23 of 24 layers, {threads} threads"), 3, || {
+            clip.forward(low.clone()).expect("clip").into_data()
         });
-        let stages = common::measure_once(&format!("convnext_l768_{dtype}"), &format!("ConvNeXt-L@768, {threads} threads"), || {
-            let s = convnext.forward(high.clone());
+        let stages = common::measure_best(&format!("convnext_l768_{dtype}"), &format!("ConvNeXt-L@768, {threads} threads"), 3, || {
+            let s = convnext.forward(high.clone()).expect("convnext");
             let _ = s[3].clone().into_data();
             s
         });
         let b = boxes(100);
-        common::measure_once(&format!("object_tokenizer_100_{dtype}"), "RoI pooling + box embedding of 100 boxes (before the projector)", || {
+        common::measure_best(&format!("object_tokenizer_100_{dtype}"), "RoI pooling + box embedding of 100 boxes (before the projector)", 3, || {
             pooled_object_features(&stages, &b, &RoiAlignParams::chatrex()).into_data()
         });
         if dtype == WeightDType::F32 {
-            c.bench_function("clip_l336_f32", |bench| bench.iter(|| clip.forward(low.clone()).into_data()));
-            c.bench_function("convnext_l768_f32", |bench| bench.iter(|| convnext.forward(high.clone())[3].clone().into_data()));
+            c.bench_function("clip_l336_f32", |bench| bench.iter(|| clip.forward(low.clone()).expect("clip").into_data()));
+            c.bench_function("convnext_l768_f32", |bench| bench.iter(|| convnext.forward(high.clone()).expect("convnext")[3].clone().into_data()));
             c.bench_function("object_tokenizer_100_f32", |bench| {
                 bench.iter(|| pooled_object_features(&stages, &b, &RoiAlignParams::chatrex()).into_data())
             });

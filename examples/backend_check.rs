@@ -191,33 +191,37 @@ fn stage_upn(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device
     })
 }
 
-fn stage_clip(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device) -> StageResult {
+fn stage_clip(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device) -> Result<StageResult, Box<dyn std::error::Error>> {
     let cfg = ClipVisionConfig::vit_large_patch14_336();
     let tower = ClipVisionTower::load(&WeightLoader::random(5, gpu, WeightDType::F32).pp("clip"), &cfg, 23, SelectFeature::Patch);
-    let (out, runs) = timed(args.repeat, || host3(tower.forward(input(336, 336, gpu))));
+    let (out, runs) = timed(args.repeat, || tower.forward(input(336, 336, gpu)).map(host3));
+    let out = out?;
     drop(tower);
     let reference = ClipVisionTower::load(&WeightLoader::random(5, cpu, WeightDType::F32).pp("clip"), &cfg, 23, SelectFeature::Patch);
-    let expected = host3(reference.forward(input(336, 336, cpu)));
-    StageResult {
+    let expected = host3(reference.forward(input(336, 336, cpu))?);
+    Ok(StageResult {
         stage: "clip_l336_f32".into(),
         seconds: median(&runs),
         runs,
         parity: vec![("features".into(), rel(&out, &expected))],
         note: "CLIP ViT-L/14@336, 23 of 24 layers".into(),
         ..Default::default()
-    }
+    })
 }
 
-fn stage_convnext(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device, objects: bool) -> Vec<StageResult> {
+fn stage_convnext(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device, objects: bool) -> Result<Vec<StageResult>, Box<dyn std::error::Error>> {
     let cfg = ConvNextConfig::large();
     let model = ConvNext::load(&WeightLoader::random(5, gpu, WeightDType::F32).pp("convnext"), &cfg);
     let (stages, runs) = timed(args.repeat, || {
-        let s = model.forward(input(768, 768, gpu));
-        let _ = s[3].clone().into_data();
-        s
+        let s = model.forward(input(768, 768, gpu))?;
+        if let Some(last) = s.last() {
+            let _ = last.clone().into_data();
+        }
+        Ok::<_, chatrex::encoder::EncoderError>(s)
     });
+    let stages = stages?;
     let reference = ConvNext::load(&WeightLoader::random(5, cpu, WeightDType::F32).pp("convnext"), &cfg);
-    let ref_stages = reference.forward(input(768, 768, cpu));
+    let ref_stages = reference.forward(input(768, 768, cpu))?;
     let parity = stages.iter().zip(&ref_stages).enumerate().map(|(i, (a, b))| (format!("stage{i}"), rel(&host(a.clone()), &host(b.clone())))).collect();
     let mut results = vec![StageResult {
         stage: "convnext_l768_f32".into(),
@@ -241,7 +245,7 @@ fn stage_convnext(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::D
             ..Default::default()
         });
     }
-    results
+    Ok(results)
 }
 
 /// Prefill of `prompt` then `decode` greedy steps; returns (prefill s, per-token s, prefill logits, ids).
@@ -396,10 +400,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report(stage_upn(&args, &gpu, &cpu)?);
     }
     if stages.contains(&"clip") {
-        report(stage_clip(&args, &gpu, &cpu));
+        report(stage_clip(&args, &gpu, &cpu)?);
     }
     if stages.contains(&"convnext") || stages.contains(&"objects") {
-        for r in stage_convnext(&args, &gpu, &cpu, stages.contains(&"objects")) {
+        for r in stage_convnext(&args, &gpu, &cpu, stages.contains(&"objects"))? {
             report(r);
         }
     }

@@ -77,6 +77,21 @@ pub fn measure_once<R>(name: &str, note: &str, f: impl FnOnce() -> R) -> R {
     out
 }
 
+/// Like the PyTorch scripts in `tools/bench/`: one warm-up run, then the best time of
+/// `repeat` runs is printed and recorded with the heap peak of all of them.
+pub fn measure_best<R>(name: &str, note: &str, repeat: usize, mut f: impl FnMut() -> R) -> R {
+    let base = reset_peak();
+    let mut out = f();
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        out = f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    record(name, best, base, &format!("{note}; best of {repeat} after a warm-up"));
+    out
+}
+
 /// Records a stage timed by the caller: `seconds`, the heap peak since the last
 /// [`reset_peak`] (which returned `base`), and a note; prints it and writes
 /// `target/bench-results/<name>.json`.

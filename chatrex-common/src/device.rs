@@ -88,6 +88,20 @@ impl Backend {
     }
 }
 
+/// Whether `device` is the CPU backend, whose fast paths keep weights in host memory and run
+/// the host kernels of [`crate::host_matmul`] and [`crate::host_ops`].
+pub fn is_host_cpu(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

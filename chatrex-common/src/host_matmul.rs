@@ -179,6 +179,120 @@ impl HostMatrix {
     }
 }
 
+/// `y[m, n] = x[m, k] · w[k, n]`, all row-major f32, on all rayon threads. The weight in
+/// `[in, out]` order is `gemm`'s fastest layout for large `k` (measured here: 300 vs 260
+/// GFLOP/s at k = 3072 against the `[out, in]` layout read transposed). Errors (computing
+/// nothing) if a slice is shorter than its shape.
+pub fn matmul_in_out(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
+    if x.len() < m * k || w.len() < k * n || y.len() < m * n {
+        return Err(format!("matmul [{m}, {k}] × [{k}, {n}] on slices of {}, {}, {}", x.len(), w.len(), y.len()));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: the three row-major extents were checked against the slices' lengths.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+    Ok(())
+}
+
+/// A read-only strided view of an f32 matrix: element `(r, c)` is
+/// `data[r · row_stride + c · col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct StridedMatrix<'a> {
+    /// The backing values.
+    pub data: &'a [f32],
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Step between rows.
+    pub row_stride: usize,
+    /// Step between columns.
+    pub col_stride: usize,
+}
+
+impl StridedMatrix<'_> {
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `out[m, n] = scale · a[m, k] · b[k, n]` on the calling thread (`out` row-major with row
+/// stride `out_stride`): the building block of per-head attention, where the parallelism is
+/// over heads. Errors (computing nothing) if the shapes disagree or a view leaves its slice.
+pub fn matmul_strided(
+    a: StridedMatrix<'_>,
+    b: StridedMatrix<'_>,
+    scale: f32,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), String> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        return Err(format!("matmul of [{m}, {k}] by [{}, {n}]", b.rows));
+    }
+    let out_fits = m == 0 || n == 0 || (m - 1) * out_stride + n <= out.len();
+    if !a.in_bounds() || !b.in_bounds() || !out_fits || out_stride < n {
+        return Err("strided matmul view out of bounds".into());
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: every element of the three views was checked to lie inside its slice, and the
+    // output rows (stride ≥ n) do not overlap.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            out_stride as isize,
+            false,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0f32,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
 /// f16 → f32 over a slice (SIMD when the CPU has it).
 pub fn convert_f16(src: &[f16], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -476,5 +590,20 @@ mod tests {
                 assert!(err < 2e-4, "m={m}: max err {err}");
             }
         }
+    }
+
+    #[test]
+    fn strided_matmul_reads_transposed_and_offset_views() {
+        // a = 2×3 inside a row stride of 4; b = the transpose of a 2×3 matrix.
+        let a = [1.0, 2.0, 3.0, 9.0, 4.0, 5.0, 6.0, 9.0];
+        let bt = [1.0, 0.0, 2.0, 0.0, 1.0, 0.0]; // [2, 3] → b = [3, 2]
+        let mut out = vec![0f32; 2 * 3];
+        let a_view = StridedMatrix { data: &a, rows: 2, cols: 3, row_stride: 4, col_stride: 1 };
+        let b_view = StridedMatrix { data: &bt, rows: 3, cols: 2, row_stride: 1, col_stride: 3 };
+        matmul_strided(a_view, b_view, 2.0, &mut out, 3).unwrap();
+        // a·b = [[1+6, 2], [4+12, 5]] → ×2
+        assert_eq!(out, vec![14.0, 4.0, 0.0, 32.0, 10.0, 0.0]);
+        let too_far = StridedMatrix { data: &bt, rows: 3, cols: 2, row_stride: 1, col_stride: 4 };
+        assert!(matmul_strided(a_view, too_far, 1.0, &mut out, 3).is_err());
     }
 }

@@ -349,7 +349,7 @@ impl ChatRex {
             )));
         }
         let inputs = tower_inputs(image, cfg.high_res, cfg.clip.image_size);
-        let features = self.encoder.encode_inputs(&inputs);
+        let features = self.encoder.encode_inputs(&inputs)?;
         let image_tokens = self.encoder.image_tokens(&features);
         let boxes: Vec<[f32; 4]> = proposals.iter().map(|p| p.bbox).collect();
         let object_tokens = self.encoder.object_tokens(&features, &boxes)?;

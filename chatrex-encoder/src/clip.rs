@@ -1,9 +1,13 @@
 //! The low-resolution tower: a CLIP ViT (Hugging Face `CLIPVisionModel` structure and key
-//! names) returning the patch tokens of a selected hidden layer.
+//! names) returning the patch tokens of a selected hidden layer. On the CPU backend the
+//! encoder layers run on host memory ([`crate::clip_host`]); elsewhere as Burn tensor ops.
 
+use crate::clip_host::HostClipLayer;
 use crate::config::{ClipVisionConfig, SelectFeature};
+use crate::kernels::Kernels;
+use crate::EncoderError;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, TensorData};
 use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
 use chatrex_common::weights::WeightLoader;
 
@@ -61,6 +65,13 @@ impl ClipLayer {
     }
 }
 
+/// The encoder layers, as tensor ops or on host memory.
+#[derive(Debug, Clone)]
+enum Layers {
+    Tensor(Vec<ClipLayer>),
+    Host(Vec<HostClipLayer>),
+}
+
 /// The CLIP vision tower, truncated after the selected layer.
 #[derive(Debug, Clone)]
 pub struct ClipVisionTower {
@@ -68,20 +79,35 @@ pub struct ClipVisionTower {
     class_embedding: Tensor<1>,
     position_embedding: Tensor<2>,
     pre_layrnorm: LayerNorm,
-    layers: Vec<ClipLayer>,
+    layers: Layers,
     select_feature: SelectFeature,
 }
 
 impl ClipVisionTower {
     /// Loads `vision_model.*` keys under `vb`; only the first `layers_used` encoder layers are
-    /// built, the later ones (and `post_layernorm`) are accounted for as unused.
+    /// built, the later ones (and `post_layernorm`) are accounted for as unused. Uses the
+    /// fastest kernels for the device.
     pub fn load(vb: &WeightLoader, c: &ClipVisionConfig, layers_used: usize, select_feature: SelectFeature) -> Self {
+        Self::load_with(vb, c, layers_used, select_feature, Kernels::Auto)
+    }
+
+    /// [`load`](Self::load) with the given kernels.
+    pub fn load_with(
+        vb: &WeightLoader,
+        c: &ClipVisionConfig,
+        layers_used: usize,
+        select_feature: SelectFeature,
+        kernels: Kernels,
+    ) -> Self {
         let d = c.hidden_size;
         let positions = c.grid() * c.grid() + 1;
         let emb = vb.pp("embeddings");
-        let layers = (0..layers_used)
-            .map(|i| ClipLayer::load(&vb.pp(format!("encoder.layers.{i}")), c))
-            .collect();
+        let layer_vb = |i: usize| vb.pp(format!("encoder.layers.{i}"));
+        let layers = if kernels.host(vb.device()) {
+            Layers::Host((0..layers_used).map(|i| HostClipLayer::load(&layer_vb(i), c)).collect())
+        } else {
+            Layers::Tensor((0..layers_used).map(|i| ClipLayer::load(&layer_vb(i), c)).collect())
+        };
         for i in layers_used..c.num_hidden_layers {
             let layer = vb.pp(format!("encoder.layers.{i}"));
             for name in [
@@ -118,20 +144,44 @@ impl ClipVisionTower {
         }
     }
 
-    /// `[B, 3, S, S]` → selected tokens `[B, grid², D]` (patch tokens; CLS dropped).
-    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+    /// `[B, 3, S, S]` → selected tokens `[B, grid², D]` (patch tokens; CLS dropped), in the
+    /// input's dtype. Errors only if a backend fails to read data back.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<Tensor<3>, EncoderError> {
         let patches = self.patch_embedding.forward(pixels);
         let [b, d, gh, gw] = patches.dims();
         let tokens = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
         let cls = self.class_embedding.clone().reshape([1, 1, d]).expand([b, 1, d]);
         let x = Tensor::cat(vec![cls, tokens], 1) + self.position_embedding.clone().unsqueeze::<3>();
         let mut x = self.pre_layrnorm.forward(x);
-        for layer in &self.layers {
-            x = layer.forward(x);
+        match &self.layers {
+            Layers::Tensor(layers) => {
+                for layer in layers {
+                    x = layer.forward(x);
+                }
+            }
+            Layers::Host(layers) => x = Self::forward_host(layers, x)?,
         }
-        match self.select_feature {
+        Ok(match self.select_feature {
             SelectFeature::Patch => x.narrow(1, 1, gh * gw),
             SelectFeature::ClsPatch => x,
+        })
+    }
+
+    /// The host layers over each image's `[N, D]` token rows.
+    fn forward_host(layers: &[HostClipLayer], x: Tensor<3>) -> Result<Tensor<3>, EncoderError> {
+        let [b, n, d] = x.dims();
+        let (device, dtype) = (x.device(), x.dtype());
+        let mut values = x
+            .cast(DType::F32)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?;
+        for image in values.chunks_exact_mut(n * d) {
+            for layer in layers {
+                layer.forward(image, n).map_err(EncoderError::Backend)?;
+            }
         }
+        Ok(Tensor::<3>::from_data(TensorData::new(values, [b, n, d]), &device).cast(dtype))
     }
 }

@@ -1,9 +1,13 @@
 //! The high-resolution tower: a timm ConvNeXt trunk (stem + 4 stages) returning every
-//! stage's output map.
+//! stage's output map. On the CPU backend the stages run on host memory
+//! ([`crate::convnext_host`]); elsewhere as Burn tensor ops.
 
 use crate::config::ConvNextConfig;
+use crate::convnext_host::{ChannelsLast, HostStage};
+use crate::kernels::Kernels;
+use crate::EncoderError;
 use burn::tensor::activation::gelu;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, TensorData};
 use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
 use chatrex_common::weights::WeightLoader;
 
@@ -63,18 +67,49 @@ struct Stage {
     blocks: Vec<Block>,
 }
 
+/// The stages, as tensor ops or on host memory.
+#[derive(Debug, Clone)]
+enum Stages {
+    Tensor(Vec<Stage>),
+    Host(Vec<HostStage>),
+}
+
 /// The ConvNeXt trunk (keys `vision_stem.{0,1}`, `vision_stages.{s}`).
 #[derive(Debug, Clone)]
 pub struct ConvNext {
     stem_conv: Conv2d,
     stem_norm: LayerNorm,
-    stages: Vec<Stage>,
+    stages: Stages,
 }
 
 impl ConvNext {
-    /// Loads the trunk under `vb`.
+    /// Loads the trunk under `vb`, with the fastest kernels for its device.
     pub fn load(vb: &WeightLoader, c: &ConvNextConfig) -> Self {
-        let stages = c
+        Self::load_with(vb, c, Kernels::Auto)
+    }
+
+    /// Loads the trunk under `vb` with the given kernels.
+    pub fn load_with(vb: &WeightLoader, c: &ConvNextConfig, kernels: Kernels) -> Self {
+        let stages = if kernels.host(vb.device()) {
+            Stages::Host(
+                c.dims
+                    .iter()
+                    .zip(&c.depths)
+                    .enumerate()
+                    .map(|(s, (&dim, &depth))| {
+                        let c_in = (s > 0).then(|| c.dims[s - 1]);
+                        HostStage::load(&vb.pp(format!("vision_stages.{s}")), c_in, dim, depth, LN_EPS)
+                    })
+                    .collect(),
+            )
+        } else {
+            Stages::Tensor(Self::tensor_stages(vb, c))
+        };
+        Self::with_stages(vb, c, stages)
+    }
+
+    fn tensor_stages(vb: &WeightLoader, c: &ConvNextConfig) -> Vec<Stage> {
+        c
             .dims
             .iter()
             .zip(&c.depths)
@@ -102,7 +137,10 @@ impl ConvNext {
                 let blocks = (0..depth).map(|b| Block::load(&vs.pp(format!("blocks.{b}")), dim)).collect();
                 Stage { downsample, blocks }
             })
-            .collect();
+            .collect()
+    }
+
+    fn with_stages(vb: &WeightLoader, c: &ConvNextConfig, stages: Stages) -> Self {
         let d0 = c.dims.first().copied().unwrap_or(0);
         Self {
             stem_conv: Conv2d::load(
@@ -122,11 +160,19 @@ impl ConvNext {
         }
     }
 
-    /// `[B, 3, H, W]` → the four stage maps `[B, C_s, H/2^(s+2), W/2^(s+2)]`.
-    pub fn forward(&self, pixels: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut x = layer_norm_2d(&self.stem_norm, self.stem_conv.forward(pixels));
-        let mut outs = Vec::with_capacity(self.stages.len());
-        for stage in &self.stages {
+    /// `[B, 3, H, W]` → the four stage maps `[B, C_s, H/2^(s+2), W/2^(s+2)]` (in the input's
+    /// dtype). Errors only if a backend fails to read data back.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
+        let x = layer_norm_2d(&self.stem_norm, self.stem_conv.forward(pixels));
+        match &self.stages {
+            Stages::Tensor(stages) => Ok(Self::forward_tensor(stages, x)),
+            Stages::Host(stages) => Self::forward_host(stages, x),
+        }
+    }
+
+    fn forward_tensor(stages: &[Stage], mut x: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut outs = Vec::with_capacity(stages.len());
+        for stage in stages {
             if let Some((norm, conv)) = &stage.downsample {
                 x = conv.forward(layer_norm_2d(norm, x));
             }
@@ -136,5 +182,33 @@ impl ConvNext {
             outs.push(x.clone());
         }
         outs
+    }
+
+    /// Each image of the batch through the host stages, channels-last.
+    fn forward_host(stages: &[HostStage], stem: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
+        let [b, c, h, w] = stem.dims();
+        let (device, dtype) = (stem.device(), stem.dtype());
+        let values = stem
+            .permute([0, 2, 3, 1])
+            .cast(DType::F32)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?;
+        let mut per_stage: Vec<Vec<Tensor<4>>> = vec![Vec::with_capacity(b); stages.len()];
+        for image in values.chunks_exact(h * w * c) {
+            let mut x = ChannelsLast {
+                data: image.to_vec(),
+                height: h,
+                width: w,
+                channels: c,
+            };
+            for (s, stage) in stages.iter().enumerate() {
+                x = stage.forward(x);
+                let map = TensorData::new(x.data.clone(), [1, x.height, x.width, x.channels]);
+                per_stage[s].push(Tensor::<4>::from_data(map, &device).permute([0, 3, 1, 2]).cast(dtype));
+            }
+        }
+        Ok(per_stage.into_iter().map(|maps| Tensor::cat(maps, 0)).collect())
     }
 }

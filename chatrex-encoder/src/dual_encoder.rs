@@ -96,24 +96,24 @@ impl DualEncoder {
     }
 
     /// Runs both towers on an RGB image (any size).
-    pub fn encode_image(&self, image: &RgbImage) -> ImageFeatures {
+    pub fn encode_image(&self, image: &RgbImage) -> Result<ImageFeatures, EncoderError> {
         let inputs = tower_inputs(image, self.config.high_res, self.config.clip.image_size);
         self.encode_inputs(&inputs)
     }
 
     /// Runs both towers on already preprocessed inputs.
-    pub fn encode_inputs(&self, inputs: &TowerInputs) -> ImageFeatures {
+    pub fn encode_inputs(&self, inputs: &TowerInputs) -> Result<ImageFeatures, EncoderError> {
         let (high, low) = (self.config.high_res, self.config.clip.image_size);
         let options = (&self.device, self.dtype.dtype());
         let low_res = Tensor::<4>::from_data(TensorData::new(inputs.low_res.clone(), [1, 3, low, low]), options);
         let high_res = Tensor::<4>::from_data(TensorData::new(inputs.high_res.clone(), [1, 3, high, high]), options);
-        let clip_tokens = self.clip.forward(low_res);
+        let clip_tokens = self.clip.forward(low_res)?;
         let [_, n, d] = clip_tokens.dims();
-        ImageFeatures {
+        Ok(ImageFeatures {
             frame: inputs.frame,
             clip_tokens: clip_tokens.reshape([n, d]),
-            stages: self.convnext.forward(high_res),
-        }
+            stages: self.convnext.forward(high_res)?,
+        })
     }
 
     /// Concatenated CLIP and last-stage ConvNeXt tokens before the projector:

@@ -10,7 +10,7 @@ use chatrex_common::weights::{WeightDType, WeightLoader};
 use chatrex_encoder::clip::ClipVisionTower;
 use chatrex_encoder::convnext::ConvNext;
 use chatrex_encoder::roi_align::{RoiAlignParams, roi_align, roi_mean_weights};
-use chatrex_encoder::{ClipVisionConfig, ConvNextConfig, SelectFeature};
+use chatrex_encoder::{ClipVisionConfig, ConvNextConfig, Kernels, SelectFeature};
 
 const SEED: u64 = 12;
 
@@ -36,12 +36,17 @@ fn clip_matches_transformers() {
         };
         let vb = WeightLoader::random(SEED, &device, WeightDType::F32);
         let pixels: Tensor<4> = fx.tensor(&format!("{name}.pixels"), &device).unwrap();
-        for (layers_used, expected) in [(layers - 1, "selected"), (layers, "last")] {
-            let tower = ClipVisionTower::load(&vb.pp("vision_model"), &config, layers_used, SelectFeature::Patch);
-            let out = values(tower.forward(pixels.clone()));
-            let c = check_close(&format!("{name} {expected}"), &out, &fx.f32(&format!("{name}.{expected}")).unwrap(), 1e-4)
-                .unwrap_or_else(|e| panic!("{e}"));
-            println!("{name} {expected}: {c}");
+        // Both implementations: host kernels (CPU backend) and tensor ops.
+        for kernels in [Kernels::Auto, Kernels::TensorOps] {
+            for (layers_used, expected) in [(layers - 1, "selected"), (layers, "last")] {
+                let tower =
+                    ClipVisionTower::load_with(&vb.pp("vision_model"), &config, layers_used, SelectFeature::Patch, kernels);
+                let out = values(tower.forward(pixels.clone()).unwrap());
+                let what = format!("{name} {expected} ({kernels:?})");
+                let c = check_close(&what, &out, &fx.f32(&format!("{name}.{expected}")).unwrap(), 1e-4)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                println!("{what}: {c}");
+            }
         }
     }
 }
@@ -54,14 +59,18 @@ fn convnext_matches_timm() {
         ("convnext_small", vec![1, 1, 2, 1], vec![8, 16, 24, 32]),
         ("convnext_full_width", vec![1, 1, 1, 1], vec![192, 384, 768, 1536]),
     ] {
-        let vb = WeightLoader::random(SEED, &device, WeightDType::F32);
-        // timm names the layer scale `gamma`; the loader accepts it as well as `ramma`.
-        let trunk = ConvNext::load(&vb, &ConvNextConfig { depths, dims });
         let pixels: Tensor<4> = fx.tensor(&format!("{name}.pixels"), &device).unwrap();
-        for (s, map) in trunk.forward(pixels).into_iter().enumerate() {
-            let c = check_close(&format!("{name} stage {s}"), &values(map), &fx.f32(&format!("{name}.stage{s}")).unwrap(), 1e-4)
-                .unwrap_or_else(|e| panic!("{e}"));
-            println!("{name} stage {s}: {c}");
+        // Both implementations: host kernels (CPU backend) and tensor ops.
+        for kernels in [Kernels::Auto, Kernels::TensorOps] {
+            let vb = WeightLoader::random(SEED, &device, WeightDType::F32);
+            // timm names the layer scale `gamma`; the loader accepts it as well as `ramma`.
+            let trunk = ConvNext::load_with(&vb, &ConvNextConfig { depths: depths.clone(), dims: dims.clone() }, kernels);
+            for (s, map) in trunk.forward(pixels.clone()).unwrap().into_iter().enumerate() {
+                let what = format!("{name} stage {s} ({kernels:?})");
+                let c = check_close(&what, &values(map), &fx.f32(&format!("{name}.stage{s}")).unwrap(), 1e-4)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                println!("{what}: {c}");
+            }
         }
     }
 }

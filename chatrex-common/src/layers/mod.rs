@@ -8,12 +8,14 @@
 
 mod conv2d;
 mod group_norm;
+mod host_linear;
 mod layer_norm;
 mod linear;
 mod mlp;
 
 pub use conv2d::{Conv2d, Conv2dSpec};
 pub use group_norm::GroupNorm;
+pub use host_linear::HostLinear;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mlp::{Activation, Mlp};

@@ -1,0 +1,105 @@
+//! `nn.Linear` with its weight in host memory, for the CPU backend's fast paths.
+
+use crate::host_matmul::{HostMatrix, matmul_in_out};
+use crate::weights::{WeightDType, WeightLoader};
+use rayon::prelude::*;
+
+/// Where a [`HostLinear`]'s weight lives.
+#[derive(Debug, Clone)]
+enum HostWeight {
+    /// f32, transposed at load to `[in, out]` (the fastest `gemm` layout).
+    InOut(Vec<f32>),
+    /// `[out, in]` in its storage dtype (f16 / bf16 rows converted block-wise in the product).
+    OutIn(HostMatrix),
+}
+
+/// `y = x · Wᵀ (+ b)` with `W` kept in host memory — f32 weights transposed to `[in, out]`,
+/// f16/bf16 ones as stored — and activations as f32 rows. The bias is left to the caller's
+/// next fused pass (see `host_ops`).
+#[derive(Debug, Clone)]
+pub struct HostLinear {
+    weight: HostWeight,
+    d_in: usize,
+    d_out: usize,
+    /// `[out]` (zeros when the layer has no bias).
+    pub bias: Vec<f32>,
+}
+
+impl HostLinear {
+    /// Loads `weight` `[d_out, d_in]` (in the loader's dtype) and, with `bias`, `bias` `[d_out]`.
+    pub fn load(vb: &WeightLoader, d_in: usize, d_out: usize, bias: bool) -> Self {
+        let bias = if bias { vb.host_f32("bias", &[d_out]) } else { vec![0.0; d_out] };
+        if vb.dtype() == WeightDType::F32 {
+            Self::from_out_in_f32(&vb.host_f32("weight", &[d_out, d_in]), d_in, d_out, bias)
+        } else {
+            Self {
+                weight: HostWeight::OutIn(vb.host_matrix("weight", d_out, d_in, vb.dtype())),
+                d_in,
+                d_out,
+                bias,
+            }
+        }
+    }
+
+    /// From an f32 weight in PyTorch's `[out, in]` order (transposed here) and a bias `[out]`.
+    pub fn from_out_in_f32(weight: &[f32], d_in: usize, d_out: usize, bias: Vec<f32>) -> Self {
+        // Transposed in 32×32 tiles (a plain double loop misses the cache on every write).
+        const TILE: usize = 32;
+        let mut in_out = vec![0f32; d_in * d_out];
+        if weight.len() >= d_in * d_out && d_out > 0 {
+            in_out.par_chunks_mut(TILE * d_out).enumerate().for_each(|(tile, rows)| {
+                let i0 = tile * TILE;
+                let i1 = i0 + rows.len() / d_out;
+                for o0 in (0..d_out).step_by(TILE) {
+                    for o in o0..(o0 + TILE).min(d_out) {
+                        for i in i0..i1 {
+                            rows[(i - i0) * d_out + o] = weight[o * d_in + i];
+                        }
+                    }
+                }
+            });
+        }
+        Self {
+            weight: HostWeight::InOut(in_out),
+            d_in,
+            d_out,
+            bias,
+        }
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.d_out
+    }
+
+    /// `x [rows, in]` → `x · Wᵀ` `[rows, out]`, without the bias.
+    pub fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut y = vec![0f32; rows * self.d_out];
+        self.matmul_into(x, rows, &mut y);
+        y
+    }
+
+    /// [`matmul`](Self::matmul) into `y [rows, out]` (every value overwritten), so that a
+    /// caller can reuse one buffer across layers.
+    pub fn matmul_into(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        let len = (rows * self.d_out).min(y.len());
+        let y = &mut y[..len];
+        match &self.weight {
+            HostWeight::InOut(w) => {
+                // The shapes are this layer's own; on a short slice nothing is computed
+                // (callers pass `rows · d_in` and `rows · d_out` values).
+                let _ = matmul_in_out(x, rows, w, self.d_in, self.d_out, y);
+            }
+            HostWeight::OutIn(matrix) => {
+                if y.len() == rows * self.d_out && x.len() >= rows * self.d_in {
+                    matrix.matmul_t(&x[..rows * self.d_in], rows, y);
+                }
+            }
+        }
+    }
+}

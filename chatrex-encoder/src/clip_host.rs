@@ -1,0 +1,139 @@
+//! CLIP encoder layers on the CPU backend: token rows in host memory, every projection a
+//! `gemm` product, attention per head (in parallel over heads), and one fused pass for each
+//! layer norm, bias + activation and bias + residual.
+//!
+//! Same parameters and the same arithmetic as [`crate::clip`]'s tensor path; only the order
+//! of floating-point sums differs (and the `1/√d` scale is applied to the `q·kᵀ` product
+//! rather than to `q`).
+
+use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
+use chatrex_common::host_ops::{Activation, add_scaled_residual, bias_activation, layer_norm, softmax_row};
+use chatrex_common::layers::HostLinear;
+use chatrex_common::weights::WeightLoader;
+use rayon::prelude::*;
+
+use crate::config::ClipVisionConfig;
+
+/// LayerNorm parameters in host memory.
+#[derive(Debug, Clone)]
+struct HostNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl HostNorm {
+    fn load(vb: &WeightLoader, d: usize, eps: f64) -> Self {
+        Self {
+            weight: vb.host_f32("weight", &[d]),
+            bias: vb.host_f32("bias", &[d]),
+            eps: eps as f32,
+        }
+    }
+}
+
+/// One pre-LN CLIP encoder layer (`encoder.layers.{i}`) on host memory.
+#[derive(Debug, Clone)]
+pub struct HostClipLayer {
+    layer_norm1: HostNorm,
+    q_proj: HostLinear,
+    k_proj: HostLinear,
+    v_proj: HostLinear,
+    out_proj: HostLinear,
+    layer_norm2: HostNorm,
+    fc1: HostLinear,
+    fc2: HostLinear,
+    heads: usize,
+    activation: Activation,
+}
+
+impl HostClipLayer {
+    /// Loads one layer.
+    pub fn load(vb: &WeightLoader, c: &ClipVisionConfig) -> Self {
+        let d = c.hidden_size;
+        let attn = vb.pp("self_attn");
+        Self {
+            layer_norm1: HostNorm::load(&vb.pp("layer_norm1"), d, c.layer_norm_eps),
+            q_proj: HostLinear::load(&attn.pp("q_proj"), d, d, true),
+            k_proj: HostLinear::load(&attn.pp("k_proj"), d, d, true),
+            v_proj: HostLinear::load(&attn.pp("v_proj"), d, d, true),
+            out_proj: HostLinear::load(&attn.pp("out_proj"), d, d, true),
+            layer_norm2: HostNorm::load(&vb.pp("layer_norm2"), d, c.layer_norm_eps),
+            fc1: HostLinear::load(&vb.pp("mlp.fc1"), d, c.intermediate_size, true),
+            fc2: HostLinear::load(&vb.pp("mlp.fc2"), c.intermediate_size, d, true),
+            heads: c.num_attention_heads,
+            activation: if c.hidden_act == "quick_gelu" {
+                Activation::QuickGelu
+            } else {
+                Activation::Gelu
+            },
+        }
+    }
+
+    /// `x [N, D]` (one image's tokens) updated in place:
+    /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`.
+    pub fn forward(&self, x: &mut [f32], n: usize) -> Result<(), String> {
+        let d = self.q_proj.d_in();
+        let mut h = vec![0f32; n * d];
+        layer_norm(x, &self.layer_norm1.weight, &self.layer_norm1.bias, self.layer_norm1.eps, &mut h);
+        let project = |linear: &HostLinear| {
+            let mut y = linear.matmul(&h, n);
+            bias_activation(&mut y, &linear.bias, Activation::Identity);
+            y
+        };
+        let (q, k, v) = (project(&self.q_proj), project(&self.k_proj), project(&self.v_proj));
+        let attended = self.attention(&q, &k, &v, n)?;
+        let o = self.out_proj.matmul(&attended, n);
+        add_scaled_residual(x, &o, &self.out_proj.bias, None);
+
+        layer_norm(x, &self.layer_norm2.weight, &self.layer_norm2.bias, self.layer_norm2.eps, &mut h);
+        let mut hidden = self.fc1.matmul(&h, n);
+        bias_activation(&mut hidden, &self.fc1.bias, self.activation);
+        let y = self.fc2.matmul(&hidden, n);
+        add_scaled_residual(x, &y, &self.fc2.bias, None);
+        Ok(())
+    }
+
+    /// Softmax attention of `q, k, v [N, D]` per head (heads in parallel) → `[N, D]`.
+    fn attention(&self, q: &[f32], k: &[f32], v: &[f32], n: usize) -> Result<Vec<f32>, String> {
+        let d = self.q_proj.d_out();
+        let hd = d / self.heads;
+        let scale = (hd as f32).powf(-0.5);
+        let per_head: Vec<Vec<f32>> = (0..self.heads)
+            .into_par_iter()
+            .map(|head| {
+                let view = |data, rows, cols, row_stride, col_stride| StridedMatrix {
+                    data,
+                    rows,
+                    cols,
+                    row_stride,
+                    col_stride,
+                };
+                let offset = head * hd;
+                // scores [N, N] = scale · q_h · k_hᵀ
+                let mut scores = vec![0f32; n * n];
+                matmul_strided(
+                    view(&q[offset..], n, hd, d, 1),
+                    view(&k[offset..], hd, n, 1, d),
+                    scale,
+                    &mut scores,
+                    n,
+                )?;
+                for row in scores.chunks_mut(n) {
+                    softmax_row(row);
+                }
+                // out_h [N, hd] = scores · v_h
+                let mut out = vec![0f32; n * hd];
+                matmul_strided(view(&scores, n, n, n, 1), view(&v[offset..], n, hd, d, 1), 1.0, &mut out, hd)?;
+                Ok(out)
+            })
+            .collect::<Result<_, String>>()?;
+        let mut out = vec![0f32; n * d];
+        for (head, values) in per_head.iter().enumerate() {
+            for (row, src) in out.chunks_mut(d).zip(values.chunks(hd)) {
+                row[head * hd..(head + 1) * hd].copy_from_slice(src);
+            }
+        }
+        Ok(out)
+    }
+}

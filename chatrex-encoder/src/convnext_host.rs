@@ -1,0 +1,195 @@
+//! ConvNeXt stages on the CPU backend: channels-last f32 maps in host memory, the pointwise
+//! layers and the 2×2 downsampling convolutions as `gemm` products, and one fused pass for
+//! each of depthwise conv, layer norm, bias + GELU and bias + layer scale + residual (the
+//! tensor-op path spends about half its time in those element-wise passes).
+//!
+//! Same parameters and the same arithmetic as [`crate::convnext`]'s tensor path; only the
+//! order of floating-point sums differs.
+
+use chatrex_common::host_ops::{Activation, add_scaled_residual, bias_activation, depthwise_conv, layer_norm, layer_norm_in_place};
+use chatrex_common::layers::HostLinear;
+use chatrex_common::weights::WeightLoader;
+
+/// Depthwise kernel size of a ConvNeXt block.
+const DW_KERNEL: usize = 7;
+/// The MLP runs over blocks of tokens whose hidden activation holds at most this many values
+/// (32 MB), bounding the peak memory at stage 0's 36 864 tokens.
+const HIDDEN_VALUES_PER_BLOCK: usize = 8 << 20;
+
+/// A channels-last map `[H, W, C]` in host memory.
+#[derive(Debug, Clone)]
+pub struct ChannelsLast {
+    /// `H·W·C` values, channel fastest.
+    pub data: Vec<f32>,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Channels.
+    pub channels: usize,
+}
+
+/// LayerNorm parameters in host memory.
+#[derive(Debug, Clone)]
+struct HostNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl HostNorm {
+    fn load(vb: &WeightLoader, d: usize, eps: f64) -> Self {
+        Self {
+            weight: vb.host_f32("weight", &[d]),
+            bias: vb.host_f32("bias", &[d]),
+            eps: eps as f32,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HostBlock {
+    /// `[7·7, C]`, tap-major (the checkpoint's `[C, 1, 7, 7]` transposed at load).
+    dw_weight: Vec<f32>,
+    dw_bias: Vec<f32>,
+    norm: HostNorm,
+    fc1: HostLinear,
+    fc2: HostLinear,
+    gamma: Vec<f32>,
+}
+
+impl HostBlock {
+    fn load(vb: &WeightLoader, c: usize, eps: f64) -> Self {
+        let taps = DW_KERNEL * DW_KERNEL;
+        let dw = vb.host_f32("conv_dw.weight", &[c, 1, DW_KERNEL, DW_KERNEL]);
+        let mut dw_weight = vec![0f32; taps * c];
+        for ch in 0..c {
+            for tap in 0..taps {
+                dw_weight[tap * c + ch] = dw[ch * taps + tap];
+            }
+        }
+        // As the tensor path: `gamma`, or RexSeek's renamed `ramma`.
+        let gamma_name = if !vb.contains("gamma") && vb.contains("ramma") { "ramma" } else { "gamma" };
+        Self {
+            dw_weight,
+            dw_bias: vb.host_f32("conv_dw.bias", &[c]),
+            norm: HostNorm::load(&vb.pp("norm"), c, eps),
+            fc1: HostLinear::load(&vb.pp("mlp.fc1"), c, 4 * c, true),
+            fc2: HostLinear::load(&vb.pp("mlp.fc2"), 4 * c, c, true),
+            gamma: vb.host_f32(gamma_name, &[c]),
+        }
+    }
+
+    /// `x ← x + γ · fc2(GELU(fc1(norm(dwconv(x)))))`; `scratch` holds the hidden activations
+    /// and is reused by every block of the stage.
+    fn forward(&self, x: &mut ChannelsLast, scratch: &mut MlpScratch) {
+        let c = x.channels;
+        let shape = (x.height, x.width, c);
+        let mut t = depthwise_conv(&x.data, shape, &self.dw_weight, &self.dw_bias, DW_KERNEL);
+        layer_norm_in_place(&mut t, &self.norm.weight, &self.norm.bias, self.norm.eps);
+        let tokens = x.height * x.width;
+        let block = (HIDDEN_VALUES_PER_BLOCK / (4 * c)).clamp(1, tokens.max(1));
+        scratch.hidden.resize(block * 4 * c, 0.0);
+        scratch.out.resize(block * c, 0.0);
+        for start in (0..tokens).step_by(block) {
+            let n = block.min(tokens - start);
+            let hidden = &mut scratch.hidden[..n * 4 * c];
+            let out = &mut scratch.out[..n * c];
+            self.fc1.matmul_into(&t[start * c..(start + n) * c], n, hidden);
+            bias_activation(hidden, &self.fc1.bias, Activation::Gelu);
+            self.fc2.matmul_into(hidden, n, out);
+            add_scaled_residual(&mut x.data[start * c..(start + n) * c], out, &self.fc2.bias, Some(&self.gamma));
+        }
+    }
+}
+
+/// Buffers of a block's MLP, reused by the blocks of a stage (no page faults and zeroing of
+/// fresh allocations for every block).
+#[derive(Debug, Default)]
+struct MlpScratch {
+    hidden: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// LayerNorm + 2×2 stride-2 convolution, the convolution as a product over 2×2 patches.
+#[derive(Debug, Clone)]
+struct HostDownsample {
+    norm: HostNorm,
+    /// `[C_out, 2·2·C_in]`, input order (ky, kx, c).
+    conv: HostLinear,
+}
+
+impl HostDownsample {
+    fn load(vb: &WeightLoader, c_in: usize, c_out: usize, eps: f64) -> Self {
+        let w = vb.host_f32("1.weight", &[c_out, c_in, 2, 2]);
+        let mut reordered = vec![0f32; c_out * 4 * c_in];
+        for o in 0..c_out {
+            for ch in 0..c_in {
+                for tap in 0..4 {
+                    reordered[o * 4 * c_in + tap * c_in + ch] = w[(o * c_in + ch) * 4 + tap];
+                }
+            }
+        }
+        Self {
+            norm: HostNorm::load(&vb.pp("0"), c_in, eps),
+            conv: HostLinear::from_out_in_f32(&reordered, 4 * c_in, c_out, vb.host_f32("1.bias", &[c_out])),
+        }
+    }
+
+    fn forward(&self, x: &ChannelsLast) -> ChannelsLast {
+        let c = x.channels;
+        let mut normed = vec![0f32; x.data.len()];
+        layer_norm(&x.data, &self.norm.weight, &self.norm.bias, self.norm.eps, &mut normed);
+        let (oh, ow) = (x.height / 2, x.width / 2);
+        let mut patches = vec![0f32; oh * ow * 4 * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let dst = &mut patches[(oy * ow + ox) * 4 * c..(oy * ow + ox + 1) * 4 * c];
+                for (tap, (ky, kx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                    let src = ((2 * oy + ky) * x.width + 2 * ox + kx) * c;
+                    dst[tap * c..(tap + 1) * c].copy_from_slice(&normed[src..src + c]);
+                }
+            }
+        }
+        let mut data = self.conv.matmul(&patches, oh * ow);
+        bias_activation(&mut data, &self.conv.bias, Activation::Identity);
+        ChannelsLast {
+            data,
+            height: oh,
+            width: ow,
+            channels: self.conv.d_out(),
+        }
+    }
+}
+
+/// One ConvNeXt stage (`vision_stages.{s}`) on host memory.
+#[derive(Debug, Clone)]
+pub struct HostStage {
+    downsample: Option<HostDownsample>,
+    blocks: Vec<HostBlock>,
+}
+
+impl HostStage {
+    /// Loads stage weights under `vb` (`downsample.{0,1}` when `c_in` is given, `blocks.{i}`).
+    pub fn load(vb: &WeightLoader, c_in: Option<usize>, c: usize, depth: usize, eps: f64) -> Self {
+        Self {
+            downsample: c_in.map(|c_in| HostDownsample::load(&vb.pp("downsample"), c_in, c, eps)),
+            blocks: (0..depth)
+                .map(|b| HostBlock::load(&vb.pp(format!("blocks.{b}")), c, eps))
+                .collect(),
+        }
+    }
+
+    /// `[H, W, C_in]` → `[H', W', C]`.
+    pub fn forward(&self, x: ChannelsLast) -> ChannelsLast {
+        let mut x = match &self.downsample {
+            Some(downsample) => downsample.forward(&x),
+            None => x,
+        };
+        let mut scratch = MlpScratch::default();
+        for block in &self.blocks {
+            block.forward(&mut x, &mut scratch);
+        }
+        x
+    }
+}
