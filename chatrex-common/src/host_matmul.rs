@@ -184,6 +184,23 @@ impl HostMatrix {
 /// GFLOP/s at k = 3072 against the `[out, in]` layout read transposed). Errors (computing
 /// nothing) if a slice is shorter than its shape.
 pub fn matmul_in_out(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
+    matmul_in_out_with(x, m, w, k, n, y, gemm::Parallelism::Rayon(0))
+}
+
+/// [`matmul_in_out`] on the calling thread only (for callers that parallelise over blocks).
+pub fn matmul_in_out_serial(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
+    matmul_in_out_with(x, m, w, k, n, y, gemm::Parallelism::None)
+}
+
+fn matmul_in_out_with(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    y: &mut [f32],
+    parallelism: gemm::Parallelism,
+) -> Result<(), String> {
     if x.len() < m * k || w.len() < k * n || y.len() < m * n {
         return Err(format!("matmul [{m}, {k}] × [{k}, {n}] on slices of {}, {}, {}", x.len(), w.len(), y.len()));
     }
@@ -212,7 +229,7 @@ pub fn matmul_in_out(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         );
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `nn.Linear` with its weight in host memory, for the CPU backend's fast paths.
 
-use crate::host_matmul::{HostMatrix, matmul_in_out};
+use crate::host_matmul::{HostMatrix, matmul_in_out, matmul_in_out_serial};
 use crate::weights::{WeightDType, WeightLoader};
 use rayon::prelude::*;
 
@@ -87,13 +87,27 @@ impl HostLinear {
     /// [`matmul`](Self::matmul) into `y [rows, out]` (every value overwritten), so that a
     /// caller can reuse one buffer across layers.
     pub fn matmul_into(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        self.matmul_into_with(x, rows, y, true);
+    }
+
+    /// [`matmul_into`](Self::matmul_into) on the calling thread only, for callers that
+    /// parallelise over blocks of rows (f32 weights; other dtypes use all threads).
+    pub fn matmul_into_serial(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        self.matmul_into_with(x, rows, y, false);
+    }
+
+    fn matmul_into_with(&self, x: &[f32], rows: usize, y: &mut [f32], parallel: bool) {
         let len = (rows * self.d_out).min(y.len());
         let y = &mut y[..len];
         match &self.weight {
             HostWeight::InOut(w) => {
                 // The shapes are this layer's own; on a short slice nothing is computed
                 // (callers pass `rows · d_in` and `rows · d_out` values).
-                let _ = matmul_in_out(x, rows, w, self.d_in, self.d_out, y);
+                let _ = if parallel {
+                    matmul_in_out(x, rows, w, self.d_in, self.d_out, y)
+                } else {
+                    matmul_in_out_serial(x, rows, w, self.d_in, self.d_out, y)
+                };
             }
             HostWeight::OutIn(matrix) => {
                 if y.len() == rows * self.d_out && x.len() >= rows * self.d_in {
