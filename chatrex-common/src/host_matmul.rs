@@ -93,12 +93,31 @@ impl HostMatrix {
     /// with every input row.
     fn matmul_t_small(&self, x: &[f32], m: usize, y: &mut [f32]) {
         let (n, k) = (self.rows, self.cols);
-        let chunk = 16usize;
+        let chunk = if m == 1 { 64usize } else { 16 };
         let mut yt = vec![0f32; n * m]; // [n, m]: rows of the output, transposed
         yt.par_chunks_mut(chunk * m).enumerate().for_each_init(
             || vec![0f32; k],
             |buf, (c, out)| {
+                // One input (decoding): rows i of the four quarters of the chunk together
+                // (four memory streams), where the CPU allows.
+                let quarter = if m == 1 { out.len() / 4 } else { 0 };
+                let r0 = c * chunk;
+                let mut done = 0;
+                for i in 0..quarter {
+                    let rows = [0, 1, 2, 3].map(|q| r0 + q * quarter + i);
+                    let Some(four) = dot_rows4(&self.data, rows, k, x) else {
+                        break;
+                    };
+                    for (q, v) in four.into_iter().enumerate() {
+                        out[q * quarter + i] = v;
+                    }
+                    done = i + 1;
+                }
+                let vectorised = |i: usize| done == quarter && quarter > 0 && i < 4 * quarter;
                 for (i, o) in out.chunks_mut(m).enumerate() {
+                    if vectorised(i) {
+                        continue;
+                    }
                     let r = c * chunk + i;
                     match &self.data {
                         HostData::F32(v) => {
@@ -310,6 +329,32 @@ pub fn matmul_strided(
     Ok(())
 }
 
+/// Rows `rows[0..4]` of `data` (row length `k`) dotted with `x [k]`, or `None` when the
+/// CPU has no AVX-512 or a row does not exist (callers then take one row at a time).
+fn dot_rows4(data: &HostData, rows: [usize; 4], k: usize, x: &[f32]) -> Option<[f32; 4]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !is_x86_feature_detected!("avx512f") || rows.iter().any(|&r| (r + 1) * k > data.len()) || x.len() != k {
+            return None;
+        }
+        let range = |r: usize| r * k..(r + 1) * k;
+        // SAFETY: the feature was just detected; the kernels check their slice lengths.
+        #[allow(unsafe_code)]
+        return Some(unsafe {
+            match data {
+                HostData::F32(v) => x86::dot4_avx512(rows.map(|r| &v[range(r)]), x),
+                HostData::F16(v) => x86::dot4_f16_avx512(rows.map(|r| &v[range(r)]), x),
+                HostData::BF16(v) => x86::dot4_bf16_avx512(rows.map(|r| &v[range(r)]), x),
+            }
+        });
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = (data, rows, k, x);
+        None
+    }
+}
+
 /// f16 → f32 over a slice (SIMD when the CPU has it).
 pub fn convert_f16(src: &[f16], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -407,6 +452,74 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 mod x86 {
     use half::{bf16, f16};
     use std::arch::x86_64::*;
+
+    /// Generates `$name(rows, x) -> [f32; 4]`: four weight rows dotted with `x`, streamed
+    /// together, each 32-value block of `x` loaded once for all four. Rows far apart in
+    /// memory are four independent streams, which reach about twice the bandwidth of one
+    /// (measured here: 32 vs 16 GB/s for rows of 896 f16 values).
+    macro_rules! dot4_kernel {
+        ($name:ident, $t:ty, $load:expr, $to_f32:expr) => {
+            /// # Safety
+            /// The CPU must support AVX-512F.
+            #[target_feature(enable = "avx512f")]
+            pub unsafe fn $name(rows: [&[$t]; 4], x: &[f32]) -> [f32; 4] {
+                let mut out = [0f32; 4];
+                let k = x.len();
+                if rows.iter().any(|r| r.len() < k) {
+                    return out;
+                }
+                let load = $load;
+                let mut s = [_mm512_setzero_ps(); 8];
+                let mut i = 0;
+                // SAFETY: every row holds at least k values and every load reads 16 values
+                // below i + 32 ≤ k.
+                unsafe {
+                    while i + 32 <= k {
+                        let x0 = _mm512_loadu_ps(x.as_ptr().add(i));
+                        let x1 = _mm512_loadu_ps(x.as_ptr().add(i + 16));
+                        for r in 0..4 {
+                            let p = rows[r].as_ptr().add(i);
+                            s[2 * r] = _mm512_fmadd_ps(load(p), x0, s[2 * r]);
+                            s[2 * r + 1] = _mm512_fmadd_ps(load(p.add(16)), x1, s[2 * r + 1]);
+                        }
+                        i += 32;
+                    }
+                }
+                let to_f32 = $to_f32;
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = _mm512_reduce_add_ps(_mm512_add_ps(s[2 * r], s[2 * r + 1]));
+                    for j in i..k {
+                        *o += to_f32(rows[r][j]) * x[j];
+                    }
+                }
+                out
+            }
+        };
+    }
+
+    dot4_kernel!(
+        dot4_avx512,
+        f32,
+        // SAFETY (of the closure's callers): `p` points at 16 readable values.
+        |p: *const f32| unsafe { _mm512_loadu_ps(p) },
+        |v: f32| v
+    );
+    dot4_kernel!(
+        dot4_f16_avx512,
+        f16,
+        |p: *const f16| unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) },
+        |v: f16| v.to_f32()
+    );
+    dot4_kernel!(
+        dot4_bf16_avx512,
+        bf16,
+        |p: *const bf16| unsafe {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                p as *const __m256i,
+            ))))
+        },
+        |v: bf16| v.to_f32()
+    );
 
     /// # Safety
     /// The CPU must support AVX-512F.
@@ -590,7 +703,7 @@ mod tests {
 
     #[test]
     fn all_paths_match_a_plain_product() {
-        let (n, k) = (300, 77);
+        let (n, k) = (302, 77);
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 64.0).collect();
         for m in [1, 3, 8, 9, 40] {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 17 % 53) as f32 - 26.0) / 32.0).collect();

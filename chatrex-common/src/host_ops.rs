@@ -234,6 +234,62 @@ pub fn add_scaled_residual(residual: &mut [f32], y: &[f32], bias: &[f32], scale:
 }
 
 multiversion! {
+    /// One row of [`rms_norm`].
+    pub fn rms_norm_row(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+        let mean_square = lane_sum(x, |v| v * v) / x.len() as f32;
+        let scale = 1.0 / (mean_square + eps).sqrt();
+        for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+            *o = w * (v * scale);
+        }
+    }
+}
+
+/// RMS norm over the last dimension of `x [rows, d]` into `out`:
+/// `weight · x / sqrt(mean(x²) + eps)` (Llama / Qwen2).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(x.par_chunks(d * ROWS_PER_TASK))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                rms_norm_row(x, weight, eps, o);
+            }
+        });
+}
+
+multiversion! {
+    /// A chunk of [`silu_mul`].
+    pub fn silu_mul_chunk(gate: &mut [f32], up: &[f32]) {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            *g = *g / (1.0 + exp(-*g)) * u;
+        }
+    }
+}
+
+/// The gated MLP activation `gate ← silu(gate) · up` (element-wise, same lengths).
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    const CHUNK: usize = 1 << 14;
+    gate.par_chunks_mut(CHUNK)
+        .zip(up.par_chunks(CHUNK))
+        .for_each(|(g, u)| silu_mul_chunk(g, u));
+}
+
+multiversion! {
+    /// A chunk of [`add_assign`].
+    pub fn add_assign_chunk(x: &mut [f32], y: &[f32]) {
+        for (a, &b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    }
+}
+
+/// `x ← x + y` (element-wise, same lengths): residual connections.
+pub fn add_assign(x: &mut [f32], y: &[f32]) {
+    const CHUNK: usize = 1 << 14;
+    x.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(a, b)| add_assign_chunk(a, b));
+}
+
+multiversion! {
     /// Softmax of one row in place.
     pub fn softmax_row(x: &mut [f32]) {
         // Maximum over 16 lanes (a sequential `max` chain does not vectorise).

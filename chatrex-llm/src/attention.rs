@@ -1,7 +1,10 @@
 //! Causal self-attention with grouped key/value heads and rotary embeddings.
 
 use crate::kv_cache::KvCache;
-use crate::rope::apply_rope;
+use crate::rope::{apply_rope, apply_rope_rows};
+use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
+use chatrex_common::host_ops::softmax_row;
+use rayon::prelude::*;
 use crate::LlmError;
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -76,6 +79,83 @@ impl Attention {
             .swap_dims(1, 2)
             .reshape([b, l, h * d]);
         Ok(self.o_proj.forward(out))
+    }
+}
+
+impl Attention {
+    /// Host path of [`forward`](Self::forward) for one sequence on the CPU backend: rows
+    /// `x [L, hidden]` at positions `cache.len()..+L` → `[L, hidden]`, with `cos, sin
+    /// [L, D/2]` rotary tables. Heads run in parallel; each reads its key/value head from the
+    /// host cache without copying it.
+    pub fn forward_host(
+        &self,
+        x: &[f32],
+        l: usize,
+        (cos, sin): (&[f32], &[f32]),
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Vec<f32>, LlmError> {
+        let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
+        let group = h / kvh;
+        let project = |linear: &LlmLinear| {
+            linear
+                .forward_rows(x, l)
+                .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
+        };
+        let (mut q, mut k, v) = (project(&self.q_proj)?, project(&self.k_proj)?, project(&self.v_proj)?);
+        apply_rope_rows(&mut q, d, cos, sin);
+        apply_rope_rows(&mut k, d, cos, sin);
+        let start = cache.len();
+        let kv = cache.append_host(layer, &k, &v, (l, kvh, d)).map_err(LlmError::Request)?;
+        let (total, head_stride) = (kv.len, kv.allocated * d);
+        let scale = 1.0 / (d as f32).sqrt();
+        let per_head: Vec<Vec<f32>> = (0..h)
+            .into_par_iter()
+            .map(|head| {
+                let g = head / group;
+                let keys = &kv.keys[g * head_stride..];
+                let values = &kv.values[g * head_stride..];
+                let view = |data, rows, cols, row_stride, col_stride| StridedMatrix {
+                    data,
+                    rows,
+                    cols,
+                    row_stride,
+                    col_stride,
+                };
+                let mut scores = vec![0f32; l * total];
+                matmul_strided(
+                    view(&q[head * d..], l, d, h * d, 1),
+                    view(keys, d, total, 1, d),
+                    scale,
+                    &mut scores,
+                    total,
+                )?;
+                // Causal: query i (position start + i) sees keys 0..=start + i.
+                for (i, row) in scores.chunks_mut(total).enumerate() {
+                    let visible = (start + i + 1).min(total);
+                    softmax_row(&mut row[..visible]);
+                    row[visible..].fill(0.0);
+                }
+                let mut out = vec![0f32; l * d];
+                matmul_strided(view(&scores, l, total, total, 1), view(values, total, d, d, 1), 1.0, &mut out, d)?;
+                Ok(out)
+            })
+            .collect::<Result<_, String>>()
+            .map_err(LlmError::Backend)?;
+        let mut attended = vec![0f32; l * h * d];
+        for (head, values) in per_head.iter().enumerate() {
+            for (row, src) in attended.chunks_mut(h * d).zip(values.chunks(d)) {
+                row[head * d..(head + 1) * d].copy_from_slice(src);
+            }
+        }
+        self.o_proj
+            .forward_rows(&attended, l)
+            .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
+    }
+
+    /// Whether every projection lives in host memory (the host path can run).
+    pub fn is_host(&self) -> bool {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj].iter().all(|p| p.is_host())
     }
 }
 

@@ -6,6 +6,9 @@
 //! with `slice_assign` on the uniquely owned buffer, which Burn performs in place (a
 //! `clone().slice_assign(..)` would copy the whole cache every step); attention reads a
 //! `narrow` view of the filled part.
+//!
+//! The CPU backend's host path ([`KvCache::append_host`]) keeps each layer in host memory
+//! instead, as `[kv_heads, allocated, head_dim]` f32 buffers growing the same way.
 
 use burn::tensor::Tensor;
 
@@ -18,10 +21,34 @@ struct LayerCache {
     v: Tensor<4>,
 }
 
+/// One layer's keys and values in host memory: `[kv_heads, allocated, head_dim]` each.
+#[derive(Debug, Clone, Default)]
+struct HostLayerCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    allocated: usize,
+    /// `(kv_heads, head_dim)` of the buffers.
+    heads: (usize, usize),
+}
+
+/// The filled keys and values of one layer in host memory (see [`KvCache::append_host`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HostKv<'a> {
+    /// `[kv_heads, allocated, head_dim]`; positions `0..len` of each head are filled.
+    pub keys: &'a [f32],
+    /// Same layout as `keys`.
+    pub values: &'a [f32],
+    /// Positions allocated per head (the stride between heads is `allocated · head_dim`).
+    pub allocated: usize,
+    /// Filled positions, including the ones just appended.
+    pub len: usize,
+}
+
 /// The cache of all layers of one sequence batch.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
+    host_layers: Vec<HostLayerCache>,
     len: usize,
     capacity: usize,
 }
@@ -32,6 +59,7 @@ impl KvCache {
     pub fn new(num_layers: usize, capacity: usize) -> Self {
         Self {
             layers: vec![None; num_layers],
+            host_layers: vec![HostLayerCache::default(); num_layers],
             len: 0,
             capacity,
         }
@@ -109,6 +137,75 @@ impl KvCache {
         Ok(views)
     }
 
+    /// Host-memory variant of [`append`](Self::append) for one sequence: `k, v [L, kv, D]`
+    /// (token-major, as the projections produce them) are written at positions
+    /// `len()..len()+L` of layer `layer`; returns all filled keys and values.
+    ///
+    /// Errors if the cache would overflow or the sizes disagree with earlier appends.
+    pub fn append_host(
+        &mut self,
+        layer: usize,
+        k: &[f32],
+        v: &[f32],
+        (l, kv_heads, head_dim): (usize, usize, usize),
+    ) -> Result<HostKv<'_>, String> {
+        let start = self.len;
+        let end = start + l;
+        if end > self.capacity {
+            return Err(format!("KV cache overflow: {end} positions, capacity {}", self.capacity));
+        }
+        if k.len() != l * kv_heads * head_dim || v.len() != k.len() {
+            return Err(format!("{} key and {} value numbers for {l}×{kv_heads}×{head_dim}", k.len(), v.len()));
+        }
+        let slot = self
+            .host_layers
+            .get_mut(layer)
+            .ok_or_else(|| format!("no cache for layer {layer}"))?;
+        let head_size = |allocated: usize| allocated * head_dim;
+        if slot.allocated > 0 && slot.heads != (kv_heads, head_dim) {
+            return Err(format!(
+                "layer {layer}: cache built for {:?} (kv heads, head dim), not {:?}",
+                slot.heads,
+                (kv_heads, head_dim)
+            ));
+        }
+        if end > slot.allocated {
+            let size = (end + GROWTH_STEP)
+                .max(slot.allocated + slot.allocated / 2)
+                .min(self.capacity);
+            let mut grown_k = vec![0f32; kv_heads * head_size(size)];
+            let mut grown_v = vec![0f32; kv_heads * head_size(size)];
+            // Copy the filled part of each head (nothing after a `reset`).
+            for h in 0..if slot.allocated > 0 { kv_heads } else { 0 } {
+                let old = h * head_size(slot.allocated)..h * head_size(slot.allocated) + start * head_dim;
+                let new = h * head_size(size)..h * head_size(size) + start * head_dim;
+                grown_k[new.clone()].copy_from_slice(&slot.k[old.clone()]);
+                grown_v[new].copy_from_slice(&slot.v[old]);
+            }
+            *slot = HostLayerCache {
+                k: grown_k,
+                v: grown_v,
+                allocated: size,
+                heads: (kv_heads, head_dim),
+            };
+        }
+        let stride = head_size(slot.allocated);
+        for t in 0..l {
+            for h in 0..kv_heads {
+                let src = (t * kv_heads + h) * head_dim..(t * kv_heads + h + 1) * head_dim;
+                let dst = h * stride + (start + t) * head_dim;
+                slot.k[dst..dst + head_dim].copy_from_slice(&k[src.clone()]);
+                slot.v[dst..dst + head_dim].copy_from_slice(&v[src]);
+            }
+        }
+        Ok(HostKv {
+            keys: &slot.k,
+            values: &slot.v,
+            allocated: slot.allocated,
+            len: end,
+        })
+    }
+
     /// Marks `n` more positions as filled (after every layer appended them).
     pub fn advance(&mut self, n: usize) {
         self.len += n;
@@ -122,6 +219,31 @@ mod tests {
 
     fn step(value: f32, device: &Device) -> Tensor<4> {
         Tensor::from_data(TensorData::new(vec![value; 2 * 3], [1, 2, 1, 3]), device)
+    }
+
+    /// The host variant keeps every position across growths and a reset.
+    #[test]
+    fn host_growth_keeps_every_position() {
+        let mut cache = KvCache::new(1, 1000);
+        let n = 3 * GROWTH_STEP + 17;
+        for round in 0..2 {
+            for i in 0..n {
+                let value = (i + round) as f32;
+                let kv = cache.append_host(0, &[value; 6], &[-value; 6], (1, 2, 3)).unwrap();
+                assert_eq!(kv.len, i + 1);
+                cache.advance(1);
+            }
+            let kv = cache.append_host(0, &[0.0; 6], &[0.0; 6], (1, 2, 3)).unwrap();
+            for h in 0..2 {
+                for p in 0..n {
+                    let at = h * kv.allocated * 3 + p * 3;
+                    assert_eq!(kv.keys[at..at + 3], [(p + round) as f32; 3]);
+                    assert_eq!(kv.values[at..at + 3], [-((p + round) as f32); 3]);
+                }
+            }
+            cache.reset();
+        }
+        assert!(cache.append_host(0, &[0.0; 6], &[0.0; 6], (1, 3, 2)).is_err());
     }
 
     /// Appending one position at a time across several growths keeps every earlier position.

@@ -3,6 +3,7 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use chatrex_common::host_matmul::HostMatrix;
+use chatrex_common::host_ops::{Activation, bias_activation};
 use chatrex_common::layers::Linear;
 use chatrex_common::weights::WeightLoader;
 use std::sync::Arc;
@@ -63,6 +64,30 @@ impl LlmLinear {
                 Tensor::from_data(TensorData::new(y, [b, l, matrix.rows]), &device)
             }
         }
+    }
+
+    /// Host rows `x [rows, in]` → `[rows, out]` (with the bias), or `None` for a tensor
+    /// layer (the host path is only taken when every layer lives in host memory).
+    pub fn forward_rows(&self, x: &[f32], rows: usize) -> Option<Vec<f32>> {
+        match self {
+            Self::Tensor(_) => None,
+            Self::Host { matrix, bias } => {
+                if x.len() != rows * matrix.cols {
+                    return None;
+                }
+                let mut y = vec![0f32; rows * matrix.rows];
+                matrix.matmul_t(x, rows, &mut y);
+                if let Some(bias) = bias {
+                    bias_activation(&mut y, bias, Activation::Identity);
+                }
+                Some(y)
+            }
+        }
+    }
+
+    /// Whether the weight lives in host memory.
+    pub fn is_host(&self) -> bool {
+        matches!(self, Self::Host { .. })
     }
 
     /// `[N, in]` → host values `[N, out]`.

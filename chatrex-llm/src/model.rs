@@ -9,6 +9,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::linear::{LlmLinear, host_weights};
 use chatrex_common::host_matmul::HostMatrix;
+use chatrex_common::host_ops::{add_assign, rms_norm, silu_mul};
 use std::sync::Arc;
 use chatrex_common::weights::{WeightDType, WeightLoader};
 
@@ -16,15 +17,37 @@ use chatrex_common::weights::{WeightDType, WeightLoader};
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Tensor<1>,
+    /// The weight in host memory (CPU backend's host path).
+    host_weight: Option<Vec<f32>>,
     eps: f64,
 }
 
 impl RmsNorm {
     /// Loads `weight` `[d]` in `dtype` (the activation dtype).
     pub fn load(vb: &WeightLoader, d: usize, eps: f64, dtype: WeightDType) -> Self {
-        Self {
-            weight: vb.float_as("weight", [d], dtype),
-            eps,
+        let weight = vb.float_as("weight", [d], dtype);
+        let host_weight = host_weights(vb.device())
+            .then(|| {
+                weight
+                    .clone()
+                    .cast(DType::F32)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .ok()
+            })
+            .flatten();
+        Self { weight, host_weight, eps }
+    }
+
+    /// Host rows `x [rows, d]` → `out [rows, d]` (the CPU backend's host path).
+    pub fn forward_rows(&self, x: &[f32], out: &mut [f32]) -> Result<(), LlmError> {
+        match &self.host_weight {
+            Some(w) if !w.is_empty() && x.len() == out.len() && x.len().is_multiple_of(w.len()) => {
+                rms_norm(x, w, self.eps as f32, out);
+                Ok(())
+            }
+            _ => Err(LlmError::Backend("RMSNorm: no host weight for these rows".into())),
         }
     }
 
@@ -46,6 +69,19 @@ struct Mlp {
 }
 
 impl Mlp {
+    /// Host rows `x [L, hidden]` → `down(silu(gate(x)) · up(x))` `[L, hidden]`.
+    fn forward_rows(&self, x: &[f32], l: usize) -> Result<Vec<f32>, LlmError> {
+        let missing = || LlmError::Backend("host MLP with device weights".into());
+        let mut gate = self.gate_proj.forward_rows(x, l).ok_or_else(missing)?;
+        let up = self.up_proj.forward_rows(x, l).ok_or_else(missing)?;
+        silu_mul(&mut gate, &up);
+        self.down_proj.forward_rows(&gate, l).ok_or_else(missing)
+    }
+
+    fn is_host(&self) -> bool {
+        self.gate_proj.is_host() && self.up_proj.is_host() && self.down_proj.is_host()
+    }
+
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.down_proj
             .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
@@ -235,6 +271,9 @@ impl CausalLm {
                 limit: cache.capacity(),
             });
         }
+        if embeds.dims()[0] == 1 && self.host_path() {
+            return self.forward_host(embeds, cache);
+        }
         let dtype = self.act_dtype;
         let (cos, sin) = self.rope.tables(start, l, &self.device);
         let (cos, sin) = (cos.cast(dtype), sin.cast(dtype));
@@ -248,6 +287,46 @@ impl CausalLm {
         }
         cache.advance(l);
         Ok(self.norm.forward(x))
+    }
+
+    /// Whether every layer's weights live in host memory (CPU backend): one sequence then
+    /// runs through [`forward_host`](Self::forward_host).
+    fn host_path(&self) -> bool {
+        self.norm.host_weight.is_some()
+            && self.layers.iter().all(|layer| {
+                layer.self_attn.is_host()
+                    && layer.mlp.is_host()
+                    && layer.input_layernorm.host_weight.is_some()
+                    && layer.post_attention_layernorm.host_weight.is_some()
+            })
+    }
+
+    /// [`forward`](Self::forward) for one sequence on the CPU backend: activations stay in
+    /// host memory from the embeddings to the final norm; every projection is a host matrix
+    /// product, norms, rotary embedding, attention and the gated activation are fused host
+    /// passes, and the keys and values go to the cache's host buffers.
+    fn forward_host(&self, embeds: Tensor<3>, cache: &mut KvCache) -> Result<Tensor<3>, LlmError> {
+        let [_, l, hidden] = embeds.dims();
+        let start = cache.len();
+        let mut x = embeds
+            .cast(DType::F32)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| LlmError::Backend(format!("{e:?}")))?;
+        let (cos, sin) = self.rope.host_tables(start, l);
+        let mut h = vec![0f32; l * hidden];
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.input_layernorm.forward_rows(&x, &mut h)?;
+            let attended = layer.self_attn.forward_host(&h, l, (&cos, &sin), cache, i)?;
+            add_assign(&mut x, &attended);
+            layer.post_attention_layernorm.forward_rows(&x, &mut h)?;
+            let mlp = layer.mlp.forward_rows(&h, l)?;
+            add_assign(&mut x, &mlp);
+        }
+        cache.advance(l);
+        self.norm.forward_rows(&x, &mut h)?;
+        Ok(Tensor::from_data(TensorData::new(h, [1, l, hidden]), &self.device))
     }
 
     /// LM head on hidden states `[N, hidden]` → logits `[N, vocab]` in f32.

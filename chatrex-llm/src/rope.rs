@@ -40,6 +40,45 @@ impl Rope {
     }
 }
 
+impl Rope {
+    /// Host `cos` and `sin` tables for positions `start..start+len`: each `[len, head_dim/2]`.
+    pub fn host_tables(&self, start: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = self.head_dim / 2;
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in start..start + len {
+            for &f in &self.inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        (cos, sin)
+    }
+}
+
+/// Rotates host rows `x [L, heads·D]` in place by the host tables `cos, sin [L, D/2]` (same
+/// split-half convention as [`apply_rope`]).
+pub fn apply_rope_rows(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    if half == 0 {
+        return;
+    }
+    let rows = cos.len() / half;
+    let width = x.len() / rows.max(1);
+    for (t, row) in x.chunks_mut(width.max(1)).enumerate().take(rows) {
+        let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+        for head in row.chunks_mut(head_dim) {
+            let (x1, x2) = head.split_at_mut(half);
+            for j in 0..half {
+                let (a, b) = (x1[j], x2[j]);
+                x1[j] = a * c[j] - b * s[j];
+                x2[j] = b * c[j] + a * s[j];
+            }
+        }
+    }
+}
+
 /// Rotates `x [B, H, L, D]` by the tables (already cast to `x`'s dtype):
 /// `[x₁·cos − x₂·sin, x₂·cos + x₁·sin]` with `x₁, x₂` the two halves.
 pub fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {

@@ -5,7 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use chatrex_common::parity::{Fixture, check_close, repo_fixtures};
+use burn::tensor::Tensor;
+use chatrex_common::parity::{Fixture, check_close, repo_fixtures, values};
 use chatrex_common::weights::WeightDType;
 use chatrex_llm::CausalLm;
 
@@ -52,6 +53,18 @@ fn logits_and_greedy_ids_match_transformers() {
         let logits = chatrex_common::parity::values(lm.logits(hidden.reshape([l, h])));
         let c = check_close(&format!("{name} logits"), &logits, &fx.f32("logits").unwrap(), 1e-4).unwrap_or_else(|e| panic!("{e}"));
         println!("{name}: prompt logits {c}");
+
+        // A batch of two sequences takes the tensor-op path (one sequence on the CPU backend
+        // takes the host path): both rows match transformers too.
+        let batch = Tensor::stack(vec![lm.embed(&prompt).unwrap(), lm.embed(&prompt).unwrap()], 0);
+        let mut batch_cache = lm.new_cache(prompt.len());
+        let hidden = lm.forward(batch, &mut batch_cache).unwrap();
+        for row in 0..2 {
+            let rows = hidden.clone().narrow(0, row, 1).reshape([l, h]);
+            let c = check_close(&format!("{name} logits, batch row {row}"), &values(lm.logits(rows)), &fx.f32("logits").unwrap(), 1e-4)
+                .unwrap_or_else(|e| panic!("{e}"));
+            println!("{name}: batch row {row} logits {c}");
+        }
 
         assert_eq!(greedy_with_cache(&lm, &prompt, expected_ids.len()), expected_ids, "{name}: greedy with cache");
         assert_eq!(greedy_without_cache(&lm, &prompt, expected_ids.len()), expected_ids, "{name}: greedy without cache");
