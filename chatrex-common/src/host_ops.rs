@@ -1,5 +1,6 @@
 //! Fused element-wise kernels on host memory for the CPU backend's transformer and ConvNeXt
-//! paths: layer norm, bias + activation, scaled residual, softmax, depthwise convolution.
+//! paths: layer and RMS norm, bias + activation, SiLU gate, (scaled) residual, softmax,
+//! depthwise convolution.
 //!
 //! Burn's CPU backend runs each tensor op as its own pass over memory (a LayerNorm is six of
 //! them, a GELU with its bias three); these kernels do one pass each, over rows in parallel.

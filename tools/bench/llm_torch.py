@@ -25,16 +25,21 @@ def configs():
     return [("qwen2.5-0.5b", Qwen2ForCausalLM, qwen), ("llama-7b-4layers", LlamaForCausalLM, llama)]
 
 
-def bench(name, cls, config, dtype):
-    torch.manual_seed(0)
+def random_model(cls, config, dtype):
+    """The model with N(0, 0.02) weights in `dtype`, built without a float32 copy first."""
     config.torch_dtype = dtype
     with torch.device("meta"):
-        model = cls(config)
-    model = model.to_empty(device="cpu").to(dtype)
+        model = cls(config).to(dtype)  # on the meta device: no memory yet
+    model = model.to_empty(device="cpu")
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
-    model.eval()
+    return model.eval()
+
+
+def bench(name, cls, config, dtype):
+    torch.manual_seed(0)
+    model = random_model(cls, config, dtype)
     ids = torch.randint(0, config.vocab_size, (1, PREFILL))
     with torch.no_grad():
         t = time.perf_counter()
