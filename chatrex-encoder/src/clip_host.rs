@@ -8,7 +8,7 @@
 
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
 use chatrex_common::host_ops::{Activation, add_scaled_residual, bias_activation, layer_norm, softmax_row};
-use chatrex_common::layers::HostLinear;
+use chatrex_common::layers::{HostLinear, residual_mlp};
 use chatrex_common::weights::WeightLoader;
 use rayon::prelude::*;
 
@@ -87,10 +87,7 @@ impl HostClipLayer {
         add_scaled_residual(x, &o, &self.out_proj.bias, None);
 
         layer_norm(x, &self.layer_norm2.weight, &self.layer_norm2.bias, self.layer_norm2.eps, &mut h);
-        let mut hidden = self.fc1.matmul(&h, n);
-        bias_activation(&mut hidden, &self.fc1.bias, self.activation);
-        let y = self.fc2.matmul(&hidden, n);
-        add_scaled_residual(x, &y, &self.fc2.bias, None);
+        residual_mlp(x, &h, &self.fc1, self.activation, &self.fc2, None);
         Ok(())
     }
 

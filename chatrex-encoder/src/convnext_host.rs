@@ -6,17 +6,12 @@
 //! Same parameters and the same arithmetic as [`crate::convnext`]'s tensor path; only the
 //! order of floating-point sums differs.
 
-use chatrex_common::host_ops::{Activation, add_scaled_residual_row, bias_activation, bias_activation_row, depthwise_conv, layer_norm, layer_norm_in_place};
-use rayon::prelude::*;
-use chatrex_common::layers::HostLinear;
+use chatrex_common::host_ops::{Activation, bias_activation, depthwise_conv, layer_norm, layer_norm_in_place};
+use chatrex_common::layers::{HostLinear, residual_mlp};
 use chatrex_common::weights::WeightLoader;
 
 /// Depthwise kernel size of a ConvNeXt block.
 const DW_KERNEL: usize = 7;
-/// The MLP runs over blocks of tokens whose hidden activation holds at most this many values
-/// (4 MB; measured here at 768 px: 64 Ki values 8.1 s, 1 Mi 3.6–3.8 s, one parallel `gemm` per
-/// layer over all tokens 4.1–4.2 s).
-const HIDDEN_VALUES_PER_BLOCK: usize = 1 << 20;
 
 /// A channels-last map `[H, W, C]` in host memory.
 #[derive(Debug, Clone)]
@@ -82,38 +77,14 @@ impl HostBlock {
         }
     }
 
-    /// `x ← x + γ · fc2(GELU(fc1(norm(dwconv(x)))))`. The MLP runs over blocks of tokens in
-    /// parallel, each block's fc1 → GELU → fc2 → residual on one thread, so that its hidden
-    /// activation stays in that core's cache.
+    /// `x ← x + γ · fc2(GELU(fc1(norm(dwconv(x)))))` (the MLP over token blocks in parallel,
+    /// see `residual_mlp`).
     fn forward(&self, x: &mut ChannelsLast) {
         let c = x.channels;
         let shape = (x.height, x.width, c);
         let mut t = depthwise_conv(&x.data, shape, &self.dw_weight, &self.dw_bias, DW_KERNEL);
         layer_norm_in_place(&mut t, &self.norm.weight, &self.norm.bias, self.norm.eps);
-        // At least two blocks per thread, so that small maps (stage 3: 576 tokens) keep every
-        // core busy.
-        let tokens = x.height * x.width;
-        let per_thread = tokens.div_ceil(2 * rayon::current_num_threads().max(1));
-        let block = (HIDDEN_VALUES_PER_BLOCK / (4 * c)).min(per_thread).max(1);
-        x.data
-            .par_chunks_mut(block * c)
-            .zip(t.par_chunks(block * c))
-            .for_each_init(
-                || (vec![0f32; block * 4 * c], vec![0f32; block * c]),
-                |(hidden, out), (x, t)| {
-                    let n = t.len() / c;
-                    let hidden = &mut hidden[..n * 4 * c];
-                    let out = &mut out[..n * c];
-                    self.fc1.matmul_into_serial(t, n, hidden);
-                    for row in hidden.chunks_mut(4 * c) {
-                        bias_activation_row(row, &self.fc1.bias, Activation::Gelu);
-                    }
-                    self.fc2.matmul_into_serial(hidden, n, out);
-                    for (x, y) in x.chunks_mut(c).zip(out.chunks(c)) {
-                        add_scaled_residual_row(x, y, &self.fc2.bias, Some(&self.gamma));
-                    }
-                },
-            );
+        residual_mlp(&mut x.data, &t, &self.fc1, Activation::Gelu, &self.fc2, Some(&self.gamma));
     }
 }
 

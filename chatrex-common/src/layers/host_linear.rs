@@ -67,6 +67,13 @@ impl HostLinear {
         }
     }
 
+    /// Whether the weight is held in f32 (`[in, out]`), so that a product on one thread
+    /// reads it directly; f16/bf16 weights are converted block-wise on every product, which is
+    /// best done once for all rows.
+    pub fn is_f32(&self) -> bool {
+        matches!(self.weight, HostWeight::InOut(_))
+    }
+
     /// Input width.
     pub fn d_in(&self) -> usize {
         self.d_in

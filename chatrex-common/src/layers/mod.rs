@@ -9,6 +9,7 @@
 mod conv2d;
 mod group_norm;
 mod host_linear;
+mod host_mlp;
 mod layer_norm;
 mod linear;
 mod mlp;
@@ -16,6 +17,7 @@ mod mlp;
 pub use conv2d::{Conv2d, Conv2dSpec};
 pub use group_norm::GroupNorm;
 pub use host_linear::HostLinear;
+pub use host_mlp::residual_mlp;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mlp::{Activation, Mlp};
