@@ -173,7 +173,8 @@ impl ClipVisionTower {
         let (device, dtype) = (x.device(), x.dtype());
         let mut values = x
             .cast(DType::F32)
-            .into_data()
+            .try_into_data()
+            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| EncoderError::Backend(format!("{e:?}")))?;

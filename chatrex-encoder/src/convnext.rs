@@ -191,7 +191,8 @@ impl ConvNext {
         let values = stem
             .permute([0, 2, 3, 1])
             .cast(DType::F32)
-            .into_data()
+            .try_into_data()
+            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| EncoderError::Backend(format!("{e:?}")))?;

@@ -93,13 +93,8 @@ impl LlmLinear {
     /// `[N, in]` → host values `[N, out]`.
     pub fn forward_host(&self, x: Tensor<2>) -> Vec<f32> {
         match self {
-            Self::Tensor(linear) => linear
-                .forward(x)
-                .cast(DType::F32)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default(),
+            // A failed read-back gives no values, which callers report as an error.
+            Self::Tensor(linear) => read_f32(linear.forward(x)),
             Self::Host { matrix, bias } => host_matmul(matrix, bias.as_deref(), x),
         }
     }
@@ -107,7 +102,11 @@ impl LlmLinear {
 
 fn host_matmul(matrix: &HostMatrix, bias: Option<&[f32]>, x: Tensor<2>) -> Vec<f32> {
     let [m, _] = x.dims();
-    let input = x.cast(DType::F32).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let input = read_f32(x);
+    if input.len() != m * matrix.cols {
+        // The backend could not read the input back: NaN outputs, never out-of-bounds reads.
+        return vec![f32::NAN; m * matrix.rows];
+    }
     let mut y = vec![0f32; m * matrix.rows];
     matrix.matmul_t(&input, m, &mut y);
     if let Some(bias) = bias {
@@ -118,4 +117,13 @@ fn host_matmul(matrix: &HostMatrix, bias: Option<&[f32]>, x: Tensor<2>) -> Vec<f
         }
     }
     y
+}
+
+/// The values of a tensor as f32 on the host (none if the backend cannot read them back).
+fn read_f32(t: Tensor<2>) -> Vec<f32> {
+    t.cast(DType::F32)
+        .try_into_data()
+        .ok()
+        .and_then(|d| d.convert::<f32>().try_into_vec::<f32>().ok())
+        .unwrap_or_default()
 }

@@ -31,7 +31,8 @@ impl RmsNorm {
                 weight
                     .clone()
                     .cast(DType::F32)
-                    .into_data()
+                    .try_into_data()
+                    .ok()?
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .ok()
@@ -310,7 +311,8 @@ impl CausalLm {
         let start = cache.len();
         let mut x = embeds
             .cast(DType::F32)
-            .into_data()
+            .try_into_data()
+            .map_err(|e| LlmError::Backend(format!("{e:?}")))?
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| LlmError::Backend(format!("{e:?}")))?;

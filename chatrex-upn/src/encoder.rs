@@ -10,8 +10,10 @@ use chatrex_common::weights::WeightLoader;
 
 const LN_EPS: f64 = 1e-5;
 
-/// Tokens per block of the encoder's feed-forward network (bounds its hidden activation).
-const FFN_TOKENS_PER_BLOCK: usize = 16384;
+/// Rows (tokens × images) per block of the encoder's feed-forward network: bounds its hidden
+/// activation (`[rows, d_ffn]`, 134 MB in f32 at d_ffn 2048 — also under GPU backends' buffer
+/// limits).
+const FFN_ROWS_PER_BLOCK: usize = 16384;
 
 /// One encoder layer (`transformer.encoder.layers.{i}`).
 #[derive(Debug, Clone)]
@@ -72,13 +74,14 @@ impl EncoderLayer {
         // The feed-forward network and norm are per token: run them over blocks of tokens so
         // that the `[S, d_ffn]` hidden activation (≈ 730 MB at 800×1333 in f32) is never whole.
         let [b, seq, c] = src.dims();
-        if seq <= FFN_TOKENS_PER_BLOCK {
+        let tokens_per_block = (FFN_ROWS_PER_BLOCK / b.max(1)).max(1);
+        if seq <= tokens_per_block {
             return self.feed_forward(src);
         }
         let blocks: Vec<Tensor<3>> = (0..seq)
-            .step_by(FFN_TOKENS_PER_BLOCK)
+            .step_by(tokens_per_block)
             .map(|start| {
-                let end = (start + FFN_TOKENS_PER_BLOCK).min(seq);
+                let end = (start + tokens_per_block).min(seq);
                 self.feed_forward(src.clone().slice([0..b, start..end, 0..c]))
             })
             .collect();

@@ -13,7 +13,7 @@ use crate::padding::Padding;
 use chatrex_common::layers::Linear;
 use chatrex_common::weights::{WeightDType, WeightLoader};
 
-/// Queries processed per chunk in the sampling step (bounds the temporary memory).
+/// Queries × images processed per chunk in the sampling step (bounds the temporary memory).
 const QUERY_CHUNK: usize = 8192;
 
 /// Spatial layout of the flattened multi-level value sequence.
@@ -121,7 +121,39 @@ impl MultiScaleDeformableAttention {
         layout: &LevelLayout,
         padding: Option<&Padding>,
     ) -> Tensor<3> {
-        self.forward_parts(query, reference, value_input, layout, padding).0
+        // On GPU backends, queries in chunks: the per-query offsets, weights and locations
+        // (320 values per query at UPN-L's sizes) of a large image or a padded batch can
+        // exceed the largest buffer a device allows (128 MiB on Mesa's lavapipe). The CPU
+        // kernel reads all values at once and has no such limit.
+        let [b, lq, _] = query.dims();
+        let chunk = (QUERY_CHUNK / b.max(1)).max(1);
+        if lq <= chunk || chatrex_common::device::is_host_cpu(&query.device()) {
+            return self.forward_parts(query, reference, value_input, layout, padding).0;
+        }
+        let value = self.project_values(value_input, padding);
+        let outputs: Vec<Tensor<3>> = (0..lq)
+            .step_by(chunk)
+            .map(|q0| {
+                let n = chunk.min(lq - q0);
+                let part = match reference {
+                    Reference::Points(t) => Reference::Points(t.clone().narrow(1, q0, n)),
+                    Reference::Boxes(t) => Reference::Boxes(t.clone().narrow(1, q0, n)),
+                };
+                self.attend(query.clone().narrow(1, q0, n), &part, value.clone(), layout, padding).0
+            })
+            .collect();
+        Tensor::cat(outputs, 1)
+    }
+
+    /// `value_proj(value_input)` in f32 with padded tokens zeroed → `[B, S, M, D]`.
+    fn project_values(&self, value_input: Tensor<3>, padding: Option<&Padding>) -> Tensor<4> {
+        let [b, s, c] = value_input.dims();
+        let value = self.value_proj.forward(value_input.cast(DType::F32));
+        match padding {
+            Some(padding) => value * padding.keep.clone(),
+            None => value,
+        }
+        .reshape([b, s, self.n_heads, c / self.n_heads])
     }
 
     /// Like [`forward`](Self::forward), also returning the intermediate tensors.
@@ -133,20 +165,26 @@ impl MultiScaleDeformableAttention {
         layout: &LevelLayout,
         padding: Option<&Padding>,
     ) -> (Tensor<3>, MsdaParts) {
+        let value = self.project_values(value_input, padding);
+        self.attend(query, reference, value, layout, padding)
+    }
+
+    /// The sampling of [`forward_parts`](Self::forward_parts) on projected values
+    /// `[B, S, M, D]`.
+    fn attend(
+        &self,
+        query: Tensor<3>,
+        reference: &Reference,
+        value: Tensor<4>,
+        layout: &LevelLayout,
+        padding: Option<&Padding>,
+    ) -> (Tensor<3>, MsdaParts) {
         let out_dtype = query.dtype();
         let query = query.cast(DType::F32);
-        let value_input = value_input.cast(DType::F32);
-        let [b, lq, c] = query.dims();
-        let s = value_input.dims()[1];
+        let [b, lq, _] = query.dims();
         let (m, l, p) = (self.n_heads, self.n_levels, self.n_points);
         let device = query.device();
 
-        let value = self.value_proj.forward(value_input);
-        let value = match padding {
-            Some(padding) => value * padding.keep.clone(),
-            None => value,
-        }
-        .reshape([b, s, m, c / m]);
         let offsets = self.sampling_offsets.forward(query.clone()).reshape([b, lq, m, l, p, 2]);
         let weights = softmax(
             self.attention_weights.forward(query).reshape([b, lq, m, l * p]),
@@ -265,10 +303,11 @@ pub fn msda_core_tensor_ops(
         })
         .collect();
     let grids = locations * 2.0 - 1.0;
-    let mut chunks = Vec::with_capacity(lq.div_ceil(QUERY_CHUNK));
+    let chunk = (QUERY_CHUNK / b.max(1)).max(1);
+    let mut chunks = Vec::with_capacity(lq.div_ceil(chunk));
     let mut q0 = 0;
     while q0 < lq {
-        let n = QUERY_CHUNK.min(lq - q0);
+        let n = chunk.min(lq - q0);
         let grid_chunk = grids.clone().narrow(1, q0, n);
         let weight_chunk = weights.clone().narrow(1, q0, n);
         let mut acc: Option<Tensor<3>> = None;

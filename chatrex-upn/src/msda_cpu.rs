@@ -26,9 +26,9 @@ pub fn msda_core_cpu(
     let [b, s, m, d] = value.dims();
     let [_, lq, _, l, p, _] = locations.dims();
     let device = value.device();
-    let value = host(value.clone().into_data())?;
-    let loc = host(locations.clone().into_data())?;
-    let aw = host(weights.clone().into_data())?;
+    let value = host(value.clone().try_into_data().ok()?)?;
+    let loc = host(locations.clone().try_into_data().ok()?)?;
+    let aw = host(weights.clone().try_into_data().ok()?)?;
     let starts = layout.starts();
     let shapes = &layout.shapes;
     let mut out = vec![0f32; b * lq * m * d];

@@ -3,13 +3,13 @@
 //! Each image goes through the backbone and the neck on its own (so Swin's windows, the
 //! GroupNorms and the extra level's 3×3 conv never see padding); its level maps are then
 //! placed at the top-left of zero maps of the largest size per level. The transformer masks
-//! the padding: values of padded tokens are zeroed, padded tokens get `+inf` anchors and zero
-//! memory in the query selection and never compete in its top-k, and every reference point, box and sampling location is
-//! normalised to the image's own valid extent on each level, the deformable sampler turning it
-//! into a pixel with that extent (`loc · valid − 0.5`). That is the arithmetic of a
-//! single-image run, operation for operation: every sample lands on the same pixel and reads
-//! the same values (zeros outside the image either way), and the result per image equals the
-//! single-image result.
+//! the padding: values of padded tokens are zeroed; in the query selection padded tokens get
+//! zero memory and `+inf` anchors and never compete in the top-k; and every reference point,
+//! box and sampling location is normalised to the image's own valid extent on each level, the
+//! deformable sampler turning it into a pixel with that extent (`loc · valid − 0.5`). That is
+//! the arithmetic of a single-image run, operation for operation: every sample lands on the
+//! same pixel and reads the same values (zeros outside the image either way), and the result
+//! per image equals the single-image result.
 //!
 //! The official Deformable-DETR formulation normalises locations to the padded maps and
 //! scales references by the valid ratios `valid / padded` — equal in exact arithmetic, but its

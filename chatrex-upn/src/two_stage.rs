@@ -126,7 +126,8 @@ impl QuerySelection {
             .reshape([b, s]);
         let host = logits
             .clone()
-            .into_data()
+            .try_into_data()
+            .map_err(|e| format!("{e:?}"))?
             .convert::<f32>()
             .try_to_vec::<f32>()
             .map_err(|e| format!("{e:?}"))?;

@@ -105,7 +105,7 @@ fn mixed_sizes_share_one_padded_batch_with_single_run_results() {
     ];
     // With the coarse prompt the invalid tokens' constant logit ranks among the top queries of
     // the 2×1333 image: padded tokens, which share it, must not take their places.
-    let exact = test_device() == burn::tensor::Device::flex();
+    let exact = chatrex_common::device::is_host_cpu(&test_device());
     for (prompt, images) in [(PromptType::Fine, &images[..]), (PromptType::Coarse, &[images[0].clone(), images[4].clone()][..])] {
         let batch = upn.propose(images, prompt).unwrap();
         for (img, b) in images.iter().zip(&batch) {
@@ -113,11 +113,12 @@ fn mixed_sizes_share_one_padded_batch_with_single_run_results() {
             let (score, bbox) = max_differences(b, &single);
             println!("{prompt:?} {}x{}: max |Δscore| {score:.2e}, max |Δbox| {bbox:.2e} px", img.width(), img.height());
             // The CPU sampler uses the single-run arithmetic: bit-identical. Other backends
-            // rescale locations to the padded maps for `grid_sample`: equal up to rounding.
+            // rescale locations to the padded maps for `grid_sample`: equal up to rounding
+            // (lavapipe, three of these images: ≤ 1.4e-5 on scores, same order).
             if exact {
                 assert_eq!(b, &single);
             } else {
-                assert_same(b, &single, 1e-5);
+                assert_same(b, &single, 1e-4);
             }
         }
     }
