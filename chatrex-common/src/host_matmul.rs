@@ -270,7 +270,18 @@ pub struct StridedMatrix<'a> {
     pub col_stride: usize,
 }
 
-impl StridedMatrix<'_> {
+impl<'a> StridedMatrix<'a> {
+    /// The `rows × cols` view of `data` with the given steps between rows and columns.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
     /// Whether every element lies inside `data`.
     fn in_bounds(&self) -> bool {
         self.rows == 0

@@ -7,40 +7,22 @@
 //! rather than to `q`).
 
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
-use chatrex_common::host_ops::{Activation, add_scaled_residual, bias_activation, layer_norm, softmax_row};
-use chatrex_common::layers::{HostLinear, residual_mlp};
+use chatrex_common::host_ops::{Activation, add_scaled_residual, bias_activation, softmax_row};
+use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp};
 use chatrex_common::weights::WeightLoader;
 use rayon::prelude::*;
 
 use crate::config::ClipVisionConfig;
 
-/// LayerNorm parameters in host memory.
-#[derive(Debug, Clone)]
-struct HostNorm {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    eps: f32,
-}
-
-impl HostNorm {
-    fn load(vb: &WeightLoader, d: usize, eps: f64) -> Self {
-        Self {
-            weight: vb.host_f32("weight", &[d]),
-            bias: vb.host_f32("bias", &[d]),
-            eps: eps as f32,
-        }
-    }
-}
-
 /// One pre-LN CLIP encoder layer (`encoder.layers.{i}`) on host memory.
 #[derive(Debug, Clone)]
 pub struct HostClipLayer {
-    layer_norm1: HostNorm,
+    layer_norm1: HostLayerNorm,
     q_proj: HostLinear,
     k_proj: HostLinear,
     v_proj: HostLinear,
     out_proj: HostLinear,
-    layer_norm2: HostNorm,
+    layer_norm2: HostLayerNorm,
     fc1: HostLinear,
     fc2: HostLinear,
     heads: usize,
@@ -53,12 +35,12 @@ impl HostClipLayer {
         let d = c.hidden_size;
         let attn = vb.pp("self_attn");
         Self {
-            layer_norm1: HostNorm::load(&vb.pp("layer_norm1"), d, c.layer_norm_eps),
+            layer_norm1: HostLayerNorm::load(&vb.pp("layer_norm1"), d, c.layer_norm_eps),
             q_proj: HostLinear::load(&attn.pp("q_proj"), d, d, true),
             k_proj: HostLinear::load(&attn.pp("k_proj"), d, d, true),
             v_proj: HostLinear::load(&attn.pp("v_proj"), d, d, true),
             out_proj: HostLinear::load(&attn.pp("out_proj"), d, d, true),
-            layer_norm2: HostNorm::load(&vb.pp("layer_norm2"), d, c.layer_norm_eps),
+            layer_norm2: HostLayerNorm::load(&vb.pp("layer_norm2"), d, c.layer_norm_eps),
             fc1: HostLinear::load(&vb.pp("mlp.fc1"), d, c.intermediate_size, true),
             fc2: HostLinear::load(&vb.pp("mlp.fc2"), c.intermediate_size, d, true),
             heads: c.num_attention_heads,
@@ -75,7 +57,7 @@ impl HostClipLayer {
     pub fn forward(&self, x: &mut [f32], n: usize) -> Result<(), String> {
         let d = self.q_proj.d_in();
         let mut h = vec![0f32; n * d];
-        layer_norm(x, &self.layer_norm1.weight, &self.layer_norm1.bias, self.layer_norm1.eps, &mut h);
+        self.layer_norm1.forward(x, &mut h);
         let project = |linear: &HostLinear| {
             let mut y = linear.matmul(&h, n);
             bias_activation(&mut y, &linear.bias, Activation::Identity);
@@ -86,7 +68,7 @@ impl HostClipLayer {
         let o = self.out_proj.matmul(&attended, n);
         add_scaled_residual(x, &o, &self.out_proj.bias, None);
 
-        layer_norm(x, &self.layer_norm2.weight, &self.layer_norm2.bias, self.layer_norm2.eps, &mut h);
+        self.layer_norm2.forward(x, &mut h);
         residual_mlp(x, &h, &self.fc1, self.activation, &self.fc2, None);
         Ok(())
     }
@@ -99,13 +81,7 @@ impl HostClipLayer {
         let per_head: Vec<Vec<f32>> = (0..self.heads)
             .into_par_iter()
             .map(|head| {
-                let view = |data, rows, cols, row_stride, col_stride| StridedMatrix {
-                    data,
-                    rows,
-                    cols,
-                    row_stride,
-                    col_stride,
-                };
+                let view = StridedMatrix::new;
                 let offset = head * hd;
                 // scores [N, N] = scale · q_h · k_hᵀ
                 let mut scores = vec![0f32; n * n];

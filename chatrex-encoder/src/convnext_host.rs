@@ -6,8 +6,8 @@
 //! Same parameters and the same arithmetic as [`crate::convnext`]'s tensor path; only the
 //! order of floating-point sums differs.
 
-use chatrex_common::host_ops::{Activation, bias_activation, depthwise_conv, layer_norm, layer_norm_in_place};
-use chatrex_common::layers::{HostLinear, residual_mlp};
+use chatrex_common::host_ops::{Activation, bias_activation, depthwise_conv};
+use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp};
 use chatrex_common::weights::WeightLoader;
 
 /// Depthwise kernel size of a ConvNeXt block.
@@ -26,30 +26,12 @@ pub struct ChannelsLast {
     pub channels: usize,
 }
 
-/// LayerNorm parameters in host memory.
-#[derive(Debug, Clone)]
-struct HostNorm {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    eps: f32,
-}
-
-impl HostNorm {
-    fn load(vb: &WeightLoader, d: usize, eps: f64) -> Self {
-        Self {
-            weight: vb.host_f32("weight", &[d]),
-            bias: vb.host_f32("bias", &[d]),
-            eps: eps as f32,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct HostBlock {
     /// `[7·7, C]`, tap-major (the checkpoint's `[C, 1, 7, 7]` transposed at load).
     dw_weight: Vec<f32>,
     dw_bias: Vec<f32>,
-    norm: HostNorm,
+    norm: HostLayerNorm,
     fc1: HostLinear,
     fc2: HostLinear,
     gamma: Vec<f32>,
@@ -70,7 +52,7 @@ impl HostBlock {
         Self {
             dw_weight,
             dw_bias: vb.host_f32("conv_dw.bias", &[c]),
-            norm: HostNorm::load(&vb.pp("norm"), c, eps),
+            norm: HostLayerNorm::load(&vb.pp("norm"), c, eps),
             fc1: HostLinear::load(&vb.pp("mlp.fc1"), c, 4 * c, true),
             fc2: HostLinear::load(&vb.pp("mlp.fc2"), 4 * c, c, true),
             gamma: vb.host_f32(gamma_name, &[c]),
@@ -83,7 +65,7 @@ impl HostBlock {
         let c = x.channels;
         let shape = (x.height, x.width, c);
         let mut t = depthwise_conv(&x.data, shape, &self.dw_weight, &self.dw_bias, DW_KERNEL);
-        layer_norm_in_place(&mut t, &self.norm.weight, &self.norm.bias, self.norm.eps);
+        self.norm.forward_in_place(&mut t);
         residual_mlp(&mut x.data, &t, &self.fc1, Activation::Gelu, &self.fc2, Some(&self.gamma));
     }
 }
@@ -91,7 +73,7 @@ impl HostBlock {
 /// LayerNorm + 2×2 stride-2 convolution, the convolution as a product over 2×2 patches.
 #[derive(Debug, Clone)]
 struct HostDownsample {
-    norm: HostNorm,
+    norm: HostLayerNorm,
     /// `[C_out, 2·2·C_in]`, input order (ky, kx, c).
     conv: HostLinear,
 }
@@ -108,7 +90,7 @@ impl HostDownsample {
             }
         }
         Self {
-            norm: HostNorm::load(&vb.pp("0"), c_in, eps),
+            norm: HostLayerNorm::load(&vb.pp("0"), c_in, eps),
             conv: HostLinear::from_out_in_f32(&reordered, 4 * c_in, c_out, vb.host_f32("1.bias", &[c_out])),
         }
     }
@@ -116,7 +98,7 @@ impl HostDownsample {
     fn forward(&self, x: &ChannelsLast) -> ChannelsLast {
         let c = x.channels;
         let mut normed = vec![0f32; x.data.len()];
-        layer_norm(&x.data, &self.norm.weight, &self.norm.bias, self.norm.eps, &mut normed);
+        self.norm.forward(&x.data, &mut normed);
         let (oh, ow) = (x.height / 2, x.width / 2);
         let mut patches = vec![0f32; oh * ow * 4 * c];
         for oy in 0..oh {

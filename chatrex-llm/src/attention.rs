@@ -115,13 +115,7 @@ impl Attention {
                 let g = head / group;
                 let keys = &kv.keys[g * head_stride..];
                 let values = &kv.values[g * head_stride..];
-                let view = |data, rows, cols, row_stride, col_stride| StridedMatrix {
-                    data,
-                    rows,
-                    cols,
-                    row_stride,
-                    col_stride,
-                };
+                let view = StridedMatrix::new;
                 let mut scores = vec![0f32; l * total];
                 matmul_strided(
                     view(&q[head * d..], l, d, h * d, 1),

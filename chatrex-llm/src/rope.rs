@@ -24,15 +24,7 @@ impl Rope {
     /// `cos` and `sin` tables for positions `start..start+len`: each `[1, 1, len, head_dim/2]`.
     pub fn tables(&self, start: usize, len: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
         let half = self.head_dim / 2;
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for p in start..start + len {
-            for &f in &self.inv_freq {
-                let angle = p as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
+        let (cos, sin) = self.host_tables(start, len);
         (
             Tensor::from_data(TensorData::new(cos, [1, 1, len, half]), device),
             Tensor::from_data(TensorData::new(sin, [1, 1, len, half]), device),

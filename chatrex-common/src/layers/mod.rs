@@ -8,6 +8,7 @@
 
 mod conv2d;
 mod group_norm;
+mod host_layer_norm;
 mod host_linear;
 mod host_mlp;
 mod layer_norm;
@@ -16,6 +17,7 @@ mod mlp;
 
 pub use conv2d::{Conv2d, Conv2dSpec};
 pub use group_norm::GroupNorm;
+pub use host_layer_norm::HostLayerNorm;
 pub use host_linear::HostLinear;
 pub use host_mlp::residual_mlp;
 pub use layer_norm::LayerNorm;
