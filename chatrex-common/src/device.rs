@@ -88,6 +88,17 @@ impl Backend {
     }
 }
 
+/// The values of a float tensor as f32 on the host, in its logical (row-major) order. A
+/// backend that fails to execute or read back gives an error, not a panic.
+pub fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, String> {
+    t.cast(burn::tensor::DType::F32)
+        .try_into_data()
+        .map_err(|e| format!("{e:?}"))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// Whether `device` is the CPU backend, whose fast paths keep weights in host memory and run
 /// the host kernels of [`crate::host_matmul`] and [`crate::host_ops`].
 pub fn is_host_cpu(device: &Device) -> bool {

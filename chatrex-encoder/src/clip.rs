@@ -6,8 +6,9 @@ use crate::clip_host::HostClipLayer;
 use crate::config::{ClipVisionConfig, SelectFeature};
 use crate::kernels::Kernels;
 use crate::EncoderError;
+use chatrex_common::device::read_f32;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
 use chatrex_common::weights::WeightLoader;
 
@@ -171,13 +172,7 @@ impl ClipVisionTower {
     fn forward_host(layers: &[HostClipLayer], x: Tensor<3>) -> Result<Tensor<3>, EncoderError> {
         let [b, n, d] = x.dims();
         let (device, dtype) = (x.device(), x.dtype());
-        let mut values = x
-            .cast(DType::F32)
-            .try_into_data()
-            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?;
+        let mut values = read_f32(x).map_err(EncoderError::Backend)?;
         for image in values.chunks_exact_mut(n * d) {
             for layer in layers {
                 layer.forward(image, n).map_err(EncoderError::Backend)?;

@@ -6,8 +6,9 @@ use crate::config::ConvNextConfig;
 use crate::convnext_host::{ChannelsLast, HostStage};
 use crate::kernels::Kernels;
 use crate::EncoderError;
+use chatrex_common::device::read_f32;
 use burn::tensor::activation::gelu;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
 use chatrex_common::weights::WeightLoader;
 
@@ -188,14 +189,7 @@ impl ConvNext {
     fn forward_host(stages: &[HostStage], stem: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
         let [b, c, h, w] = stem.dims();
         let (device, dtype) = (stem.device(), stem.dtype());
-        let values = stem
-            .permute([0, 2, 3, 1])
-            .cast(DType::F32)
-            .try_into_data()
-            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| EncoderError::Backend(format!("{e:?}")))?;
+        let values = read_f32(stem.permute([0, 2, 3, 1])).map_err(EncoderError::Backend)?;
         let mut per_stage: Vec<Vec<Tensor<4>>> = vec![Vec::with_capacity(b); stages.len()];
         for image in values.chunks_exact(h * w * c) {
             let mut x = ChannelsLast {

@@ -1,7 +1,7 @@
 //! The LLM's weight matrices: Burn tensors on GPU backends, host matrices with
 //! weight-stationary SIMD kernels on the CPU backend (see `chatrex_common::host_matmul`).
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use chatrex_common::host_matmul::HostMatrix;
 use chatrex_common::host_ops::{Activation, bias_activation};
 use chatrex_common::layers::Linear;
@@ -121,9 +121,5 @@ fn host_matmul(matrix: &HostMatrix, bias: Option<&[f32]>, x: Tensor<2>) -> Vec<f
 
 /// The values of a tensor as f32 on the host (none if the backend cannot read them back).
 fn read_f32(t: Tensor<2>) -> Vec<f32> {
-    t.cast(DType::F32)
-        .try_into_data()
-        .ok()
-        .and_then(|d| d.convert::<f32>().try_into_vec::<f32>().ok())
-        .unwrap_or_default()
+    chatrex_common::device::read_f32(t).unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use crate::LlmError;
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::linear::{LlmLinear, host_weights};
+use chatrex_common::device::read_f32;
 use chatrex_common::host_matmul::HostMatrix;
 use chatrex_common::host_ops::{add_assign, rms_norm, silu_mul};
 use std::sync::Arc;
@@ -28,14 +29,7 @@ impl RmsNorm {
         let weight = vb.float_as("weight", [d], dtype);
         let host_weight = host_weights(vb.device())
             .then(|| {
-                weight
-                    .clone()
-                    .cast(DType::F32)
-                    .try_into_data()
-                    .ok()?
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .ok()
+                read_f32(weight.clone()).ok()
             })
             .flatten();
         Self { weight, host_weight, eps }
@@ -309,13 +303,7 @@ impl CausalLm {
     fn forward_host(&self, embeds: Tensor<3>, cache: &mut KvCache) -> Result<Tensor<3>, LlmError> {
         let [_, l, hidden] = embeds.dims();
         let start = cache.len();
-        let mut x = embeds
-            .cast(DType::F32)
-            .try_into_data()
-            .map_err(|e| LlmError::Backend(format!("{e:?}")))?
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| LlmError::Backend(format!("{e:?}")))?;
+        let mut x = read_f32(embeds).map_err(LlmError::Backend)?;
         let (cos, sin) = self.rope.host_tables(start, l);
         let mut h = vec![0f32; l * hidden];
         for (i, layer) in self.layers.iter().enumerate() {

@@ -95,15 +95,15 @@ impl EncoderLayer {
     }
 }
 
-/// Reference points of the encoder for unpadded levels: every token's centre
-/// `((x+0.5)/w, (y+0.5)/h)`, the same for all `L` levels → `[1, S, L, 2]`.
-pub fn encoder_reference_points(layout: &LevelLayout, device: &Device) -> Tensor<4> {
+/// Appends the reference points of one image whose level `l` fills the top-left
+/// `image_sizes[l]` of the layout: every token's centre `((x+0.5)/w_image, (y+0.5)/h_image)`,
+/// repeated for all `L` levels.
+fn push_image_reference_points(layout: &LevelLayout, image_sizes: &[(usize, usize)], points: &mut Vec<f32>) {
     let l = layout.shapes.len();
-    let mut points = Vec::with_capacity(layout.len() * l * 2);
-    for &(h, w) in &layout.shapes {
+    for (&(h, w), &(vh, vw)) in layout.shapes.iter().zip(image_sizes) {
         for y in 0..h {
             for x in 0..w {
-                let (rx, ry) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
+                let (rx, ry) = ((x as f32 + 0.5) / vw as f32, (y as f32 + 0.5) / vh as f32);
                 for _ in 0..l {
                     points.push(rx);
                     points.push(ry);
@@ -111,6 +111,14 @@ pub fn encoder_reference_points(layout: &LevelLayout, device: &Device) -> Tensor
             }
         }
     }
+}
+
+/// Reference points of the encoder for unpadded levels: every token's centre
+/// `((x+0.5)/w, (y+0.5)/h)`, the same for all `L` levels → `[1, S, L, 2]`.
+pub fn encoder_reference_points(layout: &LevelLayout, device: &Device) -> Tensor<4> {
+    let l = layout.shapes.len();
+    let mut points = Vec::with_capacity(layout.len() * l * 2);
+    push_image_reference_points(layout, &layout.shapes, &mut points);
     Tensor::from_data(TensorData::new(points, [1, layout.len(), l, 2]), device)
 }
 
@@ -123,17 +131,7 @@ pub fn padded_encoder_reference_points(layout: &LevelLayout, padding: &Padding, 
     let b = padding.batch();
     let mut points = Vec::with_capacity(b * layout.len() * l * 2);
     for valid in &padding.valid {
-        for (&(h, w), &(vh, vw)) in layout.shapes.iter().zip(valid) {
-            for y in 0..h {
-                for x in 0..w {
-                    let (rx, ry) = ((x as f32 + 0.5) / vw as f32, (y as f32 + 0.5) / vh as f32);
-                    for _ in 0..l {
-                        points.push(rx);
-                        points.push(ry);
-                    }
-                }
-            }
-        }
+        push_image_reference_points(layout, valid, &mut points);
     }
     Tensor::from_data(TensorData::new(points, [b, layout.len(), l, 2]), device)
 }

@@ -403,9 +403,5 @@ impl Upn {
 
 /// Reads a float tensor back as f32 values.
 pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, UpnError> {
-    t.try_into_data()
-        .map_err(|e| UpnError::Backend(format!("{e:?}")))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| UpnError::Backend(format!("{e:?}")))
+    chatrex_common::device::read_f32(t).map_err(UpnError::Backend)
 }

@@ -124,13 +124,7 @@ impl QuerySelection {
             .clone()
             .matmul(prompt.clone().transpose().unsqueeze::<3>())
             .reshape([b, s]);
-        let host = logits
-            .clone()
-            .try_into_data()
-            .map_err(|e| format!("{e:?}"))?
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| format!("{e:?}"))?;
+        let host = chatrex_common::device::read_f32(logits.clone())?;
         // Padded tokens share the invalid tokens' constant logit but are not part of the image:
         // they never compete for a query (the image alone has at least `k` tokens).
         let indices: Vec<Vec<usize>> = (0..b)
