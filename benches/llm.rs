@@ -1,6 +1,7 @@
 //! LLM prefill and decode on the CPU backend with random weights: Qwen2.5-0.5B shapes (all 24
-//! layers) and Llama-7B layer shapes (4 of 32 layers, full vocabulary), f32 and f16, against
-//! the memory-bandwidth limit (weight bytes per token / measured bandwidth).
+//! layers) and Llama-7B layer shapes (4 of 32 layers, full vocabulary), f32, f16 and bf16 (its
+//! prefill on AMX tiles where the CPU has them), against the memory-bandwidth limit (weight
+//! bytes per token / measured bandwidth).
 
 mod common;
 
@@ -98,7 +99,7 @@ fn llm(c: &mut Criterion) {
     let mut llama = LlmConfig::vicuna_7b();
     llama.num_hidden_layers = 4;
     for (name, config) in [("qwen2.5-0.5b", LlmConfig::qwen25_0_5b()), ("llama-7b-4layers", llama)] {
-        for dtype in [WeightDType::F32, WeightDType::F16] {
+        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
             let (lm, prompt) = run(name, &config, dtype, bandwidth);
             let mut cache = lm.new_cache(PREFILL + 1);
             let hidden = lm.forward(lm.embed(&prompt).expect("embed").unsqueeze::<3>(), &mut cache).expect("prefill");

@@ -1,7 +1,7 @@
 //! One `detect` call end to end at full size with random weights on the CPU backend:
-//! UPN-L on the image → top-100 proposals → CLIP-L + ConvNeXt-L → 7B Llama (f16 weights in
-//! host memory, vision in f32) prefill of ~800 positions and 16 new tokens. Run once (it
-//! takes minutes): time per stage, heap peak and max RSS.
+//! UPN-L on the image → top-100 proposals → CLIP-L + ConvNeXt-L → 7B Llama (weights in host
+//! memory; LLM and towers in bf16 on a CPU with AMX tiles, else f16) prefill of ~800 positions
+//! and 16 new tokens. Run once (it takes minutes): time per stage, heap peak and max RSS.
 //! `cargo bench --bench pipeline` (needs ../shared/fixtures for the Llama-2 tokenizer).
 
 mod common;
@@ -35,9 +35,13 @@ fn main() {
     let dir = shared_fixtures().expect("shared fixtures").join("tokenizers/llama2");
     let mut tokenizer = ChatTokenizer::from_files(&dir.join("tokenizer.json"), Some(&dir.join("tokenizer_config.json"))).expect("tokenizer");
     tokenizer.add_chatrex_tokens();
-    // CHATREX_BENCH_VISION_DTYPE=f16 stores the two vision towers in f16 (less memory, slower on flex).
-    let vision_dtype: WeightDType = std::env::var("CHATREX_BENCH_VISION_DTYPE").ok().and_then(|v| v.parse().ok()).unwrap_or(WeightDType::F32);
-    let options = LoadOptions { dtype: WeightDType::F16, vision_dtype, ..Default::default() };
+    // Weight dtypes of the LLM and of the two vision towers: by default the 16-bit type host
+    // weights run fastest in (bf16 on a CPU with AMX tiles, else f16);
+    // CHATREX_BENCH_LLM_DTYPE / CHATREX_BENCH_VISION_DTYPE = f32 | f16 | bf16 override them.
+    let dtype_from_env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(WeightDType::host_low_precision());
+    let dtype = dtype_from_env("CHATREX_BENCH_LLM_DTYPE");
+    let vision_dtype = dtype_from_env("CHATREX_BENCH_VISION_DTYPE");
+    let options = LoadOptions { dtype, vision_dtype, ..Default::default() };
     let t = Instant::now();
     let model = ChatRex::random(config, tokenizer, Some(&UpnConfig::large()), &options, &device, 9).expect("model");
     eprintln!("random 7B ChatRex ({layers} LLM layers) built in {:.0} s, heap {:.2} GB", t.elapsed().as_secs_f64(), common::current_bytes() as f64 / 1e9);
@@ -65,5 +69,5 @@ fn main() {
         common::peak_bytes() as f64 / 1e9,
         max_rss_bytes() as f64 / 1e9
     );
-    common::record(&format!("detect_7b_f16_vision_{vision_dtype}"), upn + mllm, base, &note);
+    common::record(&format!("detect_7b_{dtype}_vision_{vision_dtype}"), upn + mllm, base, &note);
 }

@@ -60,10 +60,12 @@ struct Args {
     /// Compute backend.
     #[arg(long, global = true, default_value = "cpu")]
     backend: Backend,
-    /// Language-model weight dtype (default: f16 on the CPU, bf16 on GPUs).
+    /// Language-model weight dtype (default on the CPU: bf16 where it has AMX tiles, else f16;
+    /// bf16 on GPUs).
     #[arg(long, global = true)]
     dtype: Option<WeightDType>,
-    /// Vision-tower weight dtype (default: f32 on the CPU, the LLM's dtype on GPUs).
+    /// Vision-tower weight dtype (default on the CPU: bf16 where it has AMX tiles, else f32; the
+    /// LLM's dtype on GPUs).
     #[arg(long, global = true)]
     vision_dtype: Option<WeightDType>,
 }
@@ -155,11 +157,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from(&model_spec)
     };
     let dtype = args.dtype.unwrap_or(match args.backend {
-        Backend::Cpu => WeightDType::F16,
+        Backend::Cpu => WeightDType::host_low_precision(),
         _ => WeightDType::BF16,
     });
     let vision_dtype = args.vision_dtype.unwrap_or(match args.backend {
-        Backend::Cpu => WeightDType::F32,
+        // f16 towers on a CPU without AMX convert every weight block: f32 is faster there.
+        Backend::Cpu if WeightDType::host_low_precision() == WeightDType::F16 => WeightDType::F32,
+        Backend::Cpu => WeightDType::BF16,
         _ => dtype,
     });
     let options = LoadOptions {

@@ -4,7 +4,8 @@
 //! matrices in host memory in their storage type (f32, f16 or bf16) and converting them
 //! on the fly inside SIMD dot products reads each byte once, on all cores, at close to the
 //! memory bandwidth — Burn's CPU matmul runs `[1, k] × [k, n]` on one core, and converts bf16
-//! weights to f32 on every call. Larger batches (prefill) convert a block of rows to f32 and
+//! weights to f32 on every call. Larger batches (prefill) run bf16 weights on AMX tiles where
+//! the CPU has them (see [`crate::amx`]); otherwise they convert a block of rows to f32 and
 //! hand it to the `gemm` crate (Burn's own CPU GEMM).
 
 use half::{bf16, f16};
@@ -74,7 +75,9 @@ impl HostMatrix {
         }
     }
 
-    /// `y[m, rows] = x[m, cols] · Wᵀ`, row-major slices, using all rayon threads.
+    /// `y[m, rows] = x[m, cols] · Wᵀ`, row-major slices, using all rayon threads. With bf16
+    /// weights, more than 8 inputs and AMX ([`crate::amx::available`]), the inputs are
+    /// rounded to bf16 as PyTorch's bf16 products do; every other case computes in f32.
     pub fn matmul_t(&self, x: &[f32], m: usize, y: &mut [f32]) {
         let (n, k) = (self.rows, self.cols);
         debug_assert_eq!(x.len(), m * k);
@@ -84,6 +87,10 @@ impl HostMatrix {
         }
         if m <= SMALL_BATCH {
             self.matmul_t_small(x, m, y);
+        } else if let HostData::BF16(w) = &self.data
+            && crate::amx::matmul_t_bf16(w, n, k, x, m, y)
+        {
+            // Done on AMX tiles (inputs rounded to bf16, f32 sums).
         } else {
             self.matmul_t_blocked(x, m, y);
         }

@@ -11,6 +11,7 @@
 //! - [`parity`]: fixture access and error measures for parity tests.
 
 pub mod allocator;
+pub mod amx;
 pub mod device;
 pub mod host_matmul;
 pub mod host_ops;

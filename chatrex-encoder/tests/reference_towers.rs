@@ -103,36 +103,40 @@ fn roi_align_matches_torchvision_on_240_boxes() {
     println!("separable mean: {cm}");
 }
 
-/// Weights stored in f16 (the host kernels convert them block by block and compute in f32):
-/// the same towers within the rounding of the weights.
+/// Weights stored in f16 or bf16 (the host kernels convert them block by block and compute in
+/// f32, or, for bf16 on a CPU with AMX, multiply on tiles with inputs rounded to bf16): the
+/// same towers within the rounding of the weights.
 #[test]
-fn f16_weights_stay_close_to_the_f32_towers() {
+fn half_precision_weights_stay_close_to_the_f32_towers() {
     let device = chatrex_common::parity::test_device();
     let fx = towers();
-    let vb = WeightLoader::random(SEED, &device, WeightDType::F16);
-    let config = ClipVisionConfig {
-        hidden_size: 48,
-        intermediate_size: 96,
-        num_hidden_layers: 3,
-        num_attention_heads: 4,
-        image_size: 56,
-        patch_size: 14,
-        layer_norm_eps: 1e-5,
-        hidden_act: "quick_gelu".into(),
-        num_channels: 3,
-    };
-    let tower = ClipVisionTower::load(&vb.pp("vision_model"), &config, 3, SelectFeature::Patch);
-    let pixels: Tensor<4> = fx.tensor("clip_small.pixels", &device).unwrap();
-    let out = values(tower.forward(pixels.cast(burn::tensor::DType::F16)).unwrap());
-    let c = check_close("clip_small f16 weights", &out, &fx.f32("clip_small.last").unwrap(), 1e-2).unwrap_or_else(|e| panic!("{e}"));
-    println!("clip_small, f16 weights: {c}");
-
-    let trunk = ConvNext::load(&vb, &ConvNextConfig { depths: vec![1, 1, 2, 1], dims: vec![8, 16, 24, 32] });
-    let pixels: Tensor<4> = fx.tensor("convnext_small.pixels", &device).unwrap();
-    for (s, map) in trunk.forward(pixels.cast(burn::tensor::DType::F16)).unwrap().into_iter().enumerate() {
-        let what = format!("convnext_small stage {s}, f16 weights");
-        let c = check_close(&what, &values(map), &fx.f32(&format!("convnext_small.stage{s}")).unwrap(), 1e-2)
-            .unwrap_or_else(|e| panic!("{e}"));
+    for dtype in [WeightDType::F16, WeightDType::BF16] {
+        let vb = WeightLoader::random(SEED, &device, dtype);
+        let config = ClipVisionConfig {
+            hidden_size: 48,
+            intermediate_size: 96,
+            num_hidden_layers: 3,
+            num_attention_heads: 4,
+            image_size: 56,
+            patch_size: 14,
+            layer_norm_eps: 1e-5,
+            hidden_act: "quick_gelu".into(),
+            num_channels: 3,
+        };
+        let tower = ClipVisionTower::load(&vb.pp("vision_model"), &config, 3, SelectFeature::Patch);
+        let pixels: Tensor<4> = fx.tensor("clip_small.pixels", &device).unwrap();
+        let out = values(tower.forward(pixels.cast(dtype.dtype())).unwrap());
+        let what = format!("clip_small {dtype} weights");
+        let c = check_close(&what, &out, &fx.f32("clip_small.last").unwrap(), 1e-2).unwrap_or_else(|e| panic!("{e}"));
         println!("{what}: {c}");
+
+        let trunk = ConvNext::load(&vb, &ConvNextConfig { depths: vec![1, 1, 2, 1], dims: vec![8, 16, 24, 32] });
+        let pixels: Tensor<4> = fx.tensor("convnext_small.pixels", &device).unwrap();
+        for (s, map) in trunk.forward(pixels.cast(dtype.dtype())).unwrap().into_iter().enumerate() {
+            let what = format!("convnext_small stage {s}, {dtype} weights");
+            let c = check_close(&what, &values(map), &fx.f32(&format!("convnext_small.stage{s}")).unwrap(), 1e-2)
+                .unwrap_or_else(|e| panic!("{e}"));
+            println!("{what}: {c}");
+        }
     }
 }

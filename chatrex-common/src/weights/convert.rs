@@ -81,11 +81,19 @@ pub enum WeightDType {
     F32,
     /// IEEE half: the fastest low-precision type on Burn's CPU backend.
     F16,
-    /// bfloat16: the checkpoint's own type for ChatRex-7B; fast on GPUs, slow on `flex`.
+    /// bfloat16: the checkpoint's own type for ChatRex-7B; fast on GPUs and, for weights
+    /// held in host memory, on CPUs with AMX tiles; slow in Burn's CPU tensor ops.
     BF16,
 }
 
 impl WeightDType {
+    /// The 16-bit type that weights held in host memory on the CPU backend (the LLM, the
+    /// vision towers) run fastest in: bf16 where the CPU has AMX tiles (products on tiles,
+    /// and the checkpoint's own type, so no range check), else f16 (converted in registers).
+    pub fn host_low_precision() -> Self {
+        if crate::amx::available() { WeightDType::BF16 } else { WeightDType::F16 }
+    }
+
     /// The Burn float dtype.
     pub fn float_dtype(self) -> FloatDType {
         match self {
