@@ -128,6 +128,8 @@ pub enum Activation {
     Gelu,
     /// `x · sigmoid(1.702 x)`.
     QuickGelu,
+    /// `max(x, 0)`.
+    Relu,
 }
 
 multiversion! {
@@ -186,6 +188,11 @@ multiversion! {
             Activation::QuickGelu => {
                 for (v, b) in x.iter_mut().zip(bias) {
                     *v = quick_gelu(*v + b);
+                }
+            }
+            Activation::Relu => {
+                for (v, b) in x.iter_mut().zip(bias) {
+                    *v = (*v + b).max(0.0);
                 }
             }
         }

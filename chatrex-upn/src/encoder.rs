@@ -3,9 +3,8 @@
 
 use crate::msda::{LevelLayout, MultiScaleDeformableAttention, Reference};
 use crate::padding::Padding;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use chatrex_common::layers::{LayerNorm, Linear};
+use chatrex_common::layers::{Activation, FeedForward, LayerNorm, NormPlacement};
 use chatrex_common::weights::WeightLoader;
 
 const LN_EPS: f64 = 1e-5;
@@ -20,9 +19,8 @@ const FFN_ROWS_PER_BLOCK: usize = 16384;
 pub struct EncoderLayer {
     self_attn: MultiScaleDeformableAttention,
     norm1: LayerNorm,
-    linear1: Linear,
-    linear2: Linear,
-    norm2: LayerNorm,
+    /// `norm2(x + linear2(ReLU(linear1(x))))`.
+    ffn: FeedForward,
 }
 
 /// Sizes shared by encoder and decoder layers.
@@ -52,9 +50,16 @@ impl EncoderLayer {
                 s.n_points,
             ),
             norm1: LayerNorm::load(&vb.pp("norm1"), s.d_model, LN_EPS),
-            linear1: Linear::load(&vb.pp("linear1"), s.d_model, s.d_ffn, true),
-            linear2: Linear::load(&vb.pp("linear2"), s.d_ffn, s.d_model, true),
-            norm2: LayerNorm::load(&vb.pp("norm2"), s.d_model, LN_EPS),
+            ffn: FeedForward::load(
+                &vb.pp("norm2"),
+                &vb.pp("linear1"),
+                &vb.pp("linear2"),
+                s.d_model,
+                s.d_ffn,
+                LN_EPS,
+                Activation::Relu,
+                NormPlacement::Post,
+            ),
         }
     }
 
@@ -72,26 +77,21 @@ impl EncoderLayer {
             .forward(src.clone() + pos.clone(), reference, src.clone(), layout, padding);
         let src = self.norm1.forward(src + attended);
         // The feed-forward network and norm are per token: run them over blocks of tokens so
-        // that the `[S, d_ffn]` hidden activation (≈ 730 MB at 800×1333 in f32) is never whole.
+        // that the `[S, d_ffn]` hidden activation (≈ 730 MB at 800×1333 in f32) is never whole
+        // (the host path blocks tokens itself).
         let [b, seq, c] = src.dims();
         let tokens_per_block = (FFN_ROWS_PER_BLOCK / b.max(1)).max(1);
-        if seq <= tokens_per_block {
-            return self.feed_forward(src);
+        if seq <= tokens_per_block || self.ffn.is_host() {
+            return self.ffn.forward(src);
         }
         let blocks: Vec<Tensor<3>> = (0..seq)
             .step_by(tokens_per_block)
             .map(|start| {
                 let end = (start + tokens_per_block).min(seq);
-                self.feed_forward(src.clone().slice([0..b, start..end, 0..c]))
+                self.ffn.forward(src.clone().slice([0..b, start..end, 0..c]))
             })
             .collect();
         Tensor::cat(blocks, 1)
-    }
-
-    /// `norm2(x + FFN(x))` for `x [B, S, C]`.
-    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let ffn = self.linear2.forward(relu(self.linear1.forward(x.clone())));
-        self.norm2.forward(x + ffn)
     }
 }
 

@@ -3,12 +3,11 @@
 //! each stage's output.
 
 use crate::config::SwinConfig;
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Bool, Tensor, TensorData};
-use chatrex_common::layers::{Conv2d, Conv2dSpec, LayerNorm, Linear};
+use chatrex_common::layers::{Activation, Conv2d, Conv2dSpec, FeedForward, LayerNorm, Linear, NormPlacement};
 use chatrex_common::weights::WeightLoader;
 
 /// LayerNorm epsilon of every Swin norm (PyTorch default).
@@ -40,9 +39,8 @@ struct SwinStage {
 struct SwinBlock {
     norm1: LayerNorm,
     attn: WindowAttention,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    /// `x + mlp.fc2(GELU(mlp.fc1(norm2(x))))`.
+    mlp: FeedForward,
     window: usize,
     shift: usize,
 }
@@ -189,9 +187,16 @@ impl SwinBlock {
         Self {
             norm1: LayerNorm::load(&vb.pp("norm1"), dim, LN_EPS),
             attn: WindowAttention::load(&vb.pp("attn"), dim, heads, window),
-            norm2: LayerNorm::load(&vb.pp("norm2"), dim, LN_EPS),
-            fc1: Linear::load(&vb.pp("mlp.fc1"), dim, hidden, true),
-            fc2: Linear::load(&vb.pp("mlp.fc2"), hidden, dim, true),
+            mlp: FeedForward::load(
+                &vb.pp("norm2"),
+                &vb.pp("mlp.fc1"),
+                &vb.pp("mlp.fc2"),
+                dim,
+                hidden,
+                LN_EPS,
+                Activation::Gelu,
+                NormPlacement::Pre,
+            ),
             window,
             shift,
         }
@@ -220,9 +225,7 @@ impl SwinBlock {
         if pad_b > 0 || pad_r > 0 {
             y = y.slice([0..b, 0..h, 0..w, 0..c]);
         }
-        let x = shortcut + y;
-        let mlp = self.fc2.forward(gelu(self.fc1.forward(self.norm2.forward(x.clone()))));
-        x + mlp
+        self.mlp.forward(shortcut + y)
     }
 }
 

@@ -8,6 +8,9 @@ use rayon::prelude::*;
 /// 768 px, 64 Ki values per block took 8.1 s, 1 Mi 3.6–3.8 s, one parallel `gemm` per layer
 /// over all tokens 4.1–4.2 s.
 const HIDDEN_VALUES_PER_BLOCK: usize = 1 << 20;
+/// The largest hidden activation with 16-bit weights, whose products run over all tokens of a
+/// block on all threads (32 MB: 16 Ki tokens at ConvNeXt-L's first stage, 4 Ki at width 2048).
+const LARGE_HIDDEN_VALUES: usize = 8 << 20;
 
 /// `x ← x + scale · fc2(activation(fc1(input)))` for rows `input, x [N, d]` (`scale`: a
 /// layer scale `[d]`, or 1). Blocks of tokens run in parallel, each block's
@@ -27,11 +30,16 @@ pub fn residual_mlp(
     }
     let tokens = input.len() / d;
     if !(fc1.is_f32() && fc2.is_f32()) {
-        // Converted weights: one product over all tokens per layer (one conversion each).
-        let mut hidden = fc1.matmul(input, tokens);
-        bias_activation(&mut hidden, &fc1.bias, activation);
-        let out = fc2.matmul(&hidden, tokens);
-        add_scaled_residual(x, &out, &fc2.bias, scale);
+        // 16-bit weights: each product runs on all threads (converting the weight, or on AMX
+        // tiles), over large blocks of tokens so that the hidden activation stays bounded.
+        let block = (LARGE_HIDDEN_VALUES / hidden_width).max(1);
+        for (x, input) in x.chunks_mut(block * d).zip(input.chunks(block * d)) {
+            let n = input.len() / d;
+            let mut hidden = fc1.matmul(input, n);
+            bias_activation(&mut hidden, &fc1.bias, activation);
+            let out = fc2.matmul(&hidden, n);
+            add_scaled_residual(x, &out, &fc2.bias, scale);
+        }
         return;
     }
     // At least two blocks per thread, so that few tokens (576 at ConvNeXt's last stage)

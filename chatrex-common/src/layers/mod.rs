@@ -7,6 +7,7 @@
 //! [`WeightLoader`]: crate::weights::WeightLoader
 
 mod conv2d;
+mod feed_forward;
 mod group_norm;
 mod host_layer_norm;
 mod host_linear;
@@ -16,6 +17,7 @@ mod linear;
 mod mlp;
 
 pub use conv2d::{Conv2d, Conv2dSpec};
+pub use feed_forward::{FeedForward, NormPlacement};
 pub use group_norm::GroupNorm;
 pub use host_layer_norm::HostLayerNorm;
 pub use host_linear::HostLinear;
