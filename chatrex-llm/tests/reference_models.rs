@@ -113,5 +113,9 @@ fn bf16_weights_stay_within_bf16_precision() {
         assert!(weights_only.rel < 1.5e-2, "{name}: {weights_only}");
         assert!(with_inputs.rel < 1.5e-2, "{name}: {with_inputs}");
         assert!(between.rel < 1e-2, "{name}: {between}");
+        if !chatrex_common::amx::available() {
+            // Without tiles both paths compute in f32 (measured: ≤ 7.8e-7 apart).
+            assert!(between.rel < 1e-5, "{name}: without AMX, prefill vs stepwise {between}");
+        }
     }
 }

@@ -18,8 +18,22 @@ pub enum NormPlacement {
 /// The layers, as Burn tensors or in host memory.
 #[derive(Debug, Clone)]
 enum Layers {
-    Tensor { norm: LayerNorm, fc1: Linear, fc2: Linear },
-    Host { norm: HostLayerNorm, fc1: HostLinear, fc2: HostLinear },
+    Tensor(Box<TensorLayers>),
+    Host(Box<HostLayers>),
+}
+
+#[derive(Debug, Clone)]
+struct HostLayers {
+    norm: HostLayerNorm,
+    fc1: HostLinear,
+    fc2: HostLinear,
+}
+
+#[derive(Debug, Clone)]
+struct TensorLayers {
+    norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
 }
 
 /// `fc1 [d → hidden]`, an activation, `fc2 [hidden → d]`, the residual and a LayerNorm placed
@@ -49,38 +63,40 @@ impl FeedForward {
         placement: NormPlacement,
     ) -> Self {
         let layers = if crate::device::is_host_cpu(fc1.device()) {
-            Layers::Host {
+            Layers::Host(Box::new(HostLayers {
                 norm: HostLayerNorm::load(norm, d, eps),
                 fc1: HostLinear::load(fc1, d, hidden, true),
                 fc2: HostLinear::load(fc2, hidden, d, true),
-            }
+            }))
         } else {
-            Layers::Tensor {
+            Layers::Tensor(Box::new(TensorLayers {
                 norm: LayerNorm::load(norm, d, eps),
                 fc1: Linear::load(fc1, d, hidden, true),
                 fc2: Linear::load(fc2, hidden, d, true),
-            }
+            }))
         };
         Self { layers, activation, placement }
     }
 
     /// Whether the weights live in host memory (the CPU backend's path).
     pub fn is_host(&self) -> bool {
-        matches!(self.layers, Layers::Host { .. })
+        matches!(self.layers, Layers::Host(_))
     }
 
     /// `x [..., d]` → `[..., d]`. On the host path a tensor that cannot be read back gives NaN
     /// values (and an error in the log), never a panic.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.layers {
-            Layers::Tensor { norm, fc1, fc2 } => {
+            Layers::Tensor(layers) => {
+                let TensorLayers { norm, fc1, fc2 } = layers.as_ref();
                 let mlp = |input: Tensor<D>| fc2.forward(self.activation.forward(fc1.forward(input)));
                 match self.placement {
                     NormPlacement::Pre => x.clone() + mlp(norm.forward(x)),
                     NormPlacement::Post => norm.forward(x.clone() + mlp(x)),
                 }
             }
-            Layers::Host { norm, fc1, fc2 } => {
+            Layers::Host(layers) => {
+                let HostLayers { norm, fc1, fc2 } = layers.as_ref();
                 let shape = x.dims();
                 let (device, dtype) = (x.device(), x.dtype());
                 let values = match crate::device::read_f32(x) {
