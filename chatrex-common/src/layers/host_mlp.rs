@@ -9,7 +9,7 @@ use rayon::prelude::*;
 /// over all tokens 4.1–4.2 s.
 const HIDDEN_VALUES_PER_BLOCK: usize = 1 << 20;
 /// The largest hidden activation with 16-bit weights, whose products run over all tokens of a
-/// block on all threads (32 MB: 16 Ki tokens at ConvNeXt-L's first stage, 4 Ki at width 2048).
+/// block on all threads (32 MB: ≈ 11 Ki tokens at hidden width 768, 4 Ki at width 2048).
 const LARGE_HIDDEN_VALUES: usize = 8 << 20;
 
 /// `x ← x + scale · fc2(activation(fc1(input)))` for rows `input, x [N, d]` (`scale`: a
