@@ -26,6 +26,11 @@ const TILE_ROWS: usize = 16;
 const TILE_K: usize = 32;
 /// Outputs per task and inputs per inner block: two tiles.
 const BLOCK: usize = 2 * TILE_ROWS;
+/// Values in one input tile (bf16) and in one sum tile (f32): 16 × 32 and 16 × 16.
+const TILE_VALUES: usize = TILE_ROWS * TILE_K;
+const SUM_TILE_VALUES: usize = TILE_ROWS * TILE_ROWS;
+/// f32 sums of one 32×32 block: four sum tiles.
+const BLOCK_SUMS: usize = 4 * SUM_TILE_VALUES;
 
 /// Whether AMX bf16 tiles can be used by this process: the CPU has them, Linux granted the
 /// tile state, and `CHATREX_NO_AMX` is not set. Checked once.
@@ -91,7 +96,7 @@ impl PackedInputs {
     fn pack(x: &[f32], m: usize, k: usize) -> Self {
         let blocks = m.div_ceil(BLOCK);
         let steps = k / TILE_K;
-        let tile = TILE_ROWS * TILE_K; // bf16 values per tile
+        let tile = TILE_VALUES;
         let mut data = vec![bf16::ZERO; blocks * 2 * steps * tile];
         data.par_chunks_mut(steps * tile).enumerate().for_each(|(half_block, out)| {
             let i0 = half_block * TILE_ROWS;
@@ -111,7 +116,7 @@ impl PackedInputs {
 
     /// The packed tiles of the 16-row half block `h`.
     fn half_block(&self, h: usize) -> &[bf16] {
-        let len = self.steps * TILE_ROWS * TILE_K;
+        let len = self.steps * TILE_VALUES;
         &self.data[h * len..(h + 1) * len]
     }
 }
@@ -158,14 +163,13 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
     // Enough tasks for every thread to get several, at most 4 blocks each.
     let per_task = (full_blocks / (4 * rayon::current_num_threads()).max(1)).clamp(1, BLOCKS_PER_TASK);
     let tasks = full_blocks.div_ceil(per_task);
-    const TILE: usize = TILE_ROWS * TILE_K; // values per tile (bf16 in, f32 out)
     (0..tasks).into_par_iter().for_each(|task| {
         let nb0 = task * per_task;
         let blocks = per_task.min(full_blocks - nb0);
         // Weight chunk: [block][half][step][16 rows × 32], contiguous tiles.
-        let mut weight_chunk = vec![bf16::ZERO; blocks * 2 * CHUNK_STEPS * TILE];
+        let mut weight_chunk = vec![bf16::ZERO; blocks * 2 * CHUNK_STEPS * TILE_VALUES];
         // f32 sums: [input block][weight block][4 tiles].
-        let mut sums = vec![0f32; packed.blocks * blocks * 4 * TILE_ROWS * TILE_ROWS];
+        let mut sums = vec![0f32; packed.blocks * blocks * BLOCK_SUMS];
         tiles::configure();
         let mut s0 = 0;
         while s0 < packed.steps {
@@ -176,18 +180,18 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
                         let row = (nb0 + b) * BLOCK + h * TILE_ROWS + r;
                         let src = &w[row * k + s0 * TILE_K..row * k + (s0 + steps) * TILE_K];
                         for s in 0..steps {
-                            let dst = ((b * 2 + h) * CHUNK_STEPS + s) * TILE + r * TILE_K;
+                            let dst = ((b * 2 + h) * CHUNK_STEPS + s) * TILE_VALUES + r * TILE_K;
                             weight_chunk[dst..dst + TILE_K].copy_from_slice(&src[s * TILE_K..(s + 1) * TILE_K]);
                         }
                     }
                 }
             }
             for mb in 0..packed.blocks {
-                let b0 = &packed.half_block(2 * mb)[s0 * TILE..];
-                let b1 = &packed.half_block(2 * mb + 1)[s0 * TILE..];
+                let b0 = &packed.half_block(2 * mb)[s0 * TILE_VALUES..];
+                let b1 = &packed.half_block(2 * mb + 1)[s0 * TILE_VALUES..];
                 for b in 0..blocks {
-                    let a = &weight_chunk[b * 2 * CHUNK_STEPS * TILE..];
-                    let c = &mut sums[(mb * blocks + b) * 4 * TILE_ROWS * TILE_ROWS..][..4 * TILE_ROWS * TILE_ROWS];
+                    let a = &weight_chunk[b * 2 * CHUNK_STEPS * TILE_VALUES..];
+                    let c = &mut sums[(mb * blocks + b) * BLOCK_SUMS..][..BLOCK_SUMS];
                     // SAFETY: `a` holds two runs of CHUNK_STEPS weight tiles from its start,
                     // `b0`/`b1` at least `steps` input tiles, `c` four 16×16 f32 tiles; the
                     // tiles are configured on this thread.
@@ -195,7 +199,7 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
                     unsafe {
                         tiles::block_2x2(
                             a.as_ptr(),
-                            a.as_ptr().add(CHUNK_STEPS * TILE),
+                            a.as_ptr().add(CHUNK_STEPS * TILE_VALUES),
                             b0.as_ptr(),
                             b1.as_ptr(),
                             steps,
@@ -212,10 +216,10 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
         // transposed into y.
         for mb in 0..packed.blocks {
             for b in 0..blocks {
-                let c = &sums[(mb * blocks + b) * 4 * TILE_ROWS * TILE_ROWS..][..4 * TILE_ROWS * TILE_ROWS];
+                let c = &sums[(mb * blocks + b) * BLOCK_SUMS..][..BLOCK_SUMS];
                 for t in 0..4 {
                     let (wh, ih) = (t / 2, t % 2);
-                    let tile = &c[t * TILE_ROWS * TILE_ROWS..(t + 1) * TILE_ROWS * TILE_ROWS];
+                    let tile = &c[t * SUM_TILE_VALUES..(t + 1) * SUM_TILE_VALUES];
                     let col0 = (nb0 + b) * BLOCK + wh * TILE_ROWS;
                     for i in 0..TILE_ROWS {
                         let row = mb * BLOCK + ih * TILE_ROWS + i;
