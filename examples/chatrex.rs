@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, global = true, default_value = "cpu")]
     backend: Backend,
     /// Language-model weight dtype (default on the CPU: bf16 where it has AMX tiles, else f16;
-    /// bf16 on GPUs).
+    /// on GPUs bf16 where the device computes in it, else f16, else f32).
     #[arg(long, global = true)]
     dtype: Option<WeightDType>,
     /// Vision-tower weight dtype (default on the CPU: bf16 where it has AMX tiles, else f32; the
@@ -156,10 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         PathBuf::from(&model_spec)
     };
-    let dtype = args.dtype.unwrap_or(match args.backend {
-        Backend::Cpu => WeightDType::host_low_precision(),
-        _ => WeightDType::BF16,
-    });
+    let dtype = args.dtype.unwrap_or_else(|| WeightDType::fastest_on(&device));
     let vision_dtype = args.vision_dtype.unwrap_or(match args.backend {
         // f16 towers on a CPU without AMX convert every weight block: f32 is faster there.
         Backend::Cpu if WeightDType::host_low_precision() == WeightDType::F16 => WeightDType::F32,

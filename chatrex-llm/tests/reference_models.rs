@@ -7,8 +7,8 @@
 
 use burn::tensor::Tensor;
 use chatrex_common::parity::{Fixture, check_close, repo_fixtures, values};
-use chatrex_common::weights::WeightDType;
-use chatrex_llm::CausalLm;
+use chatrex_common::weights::{WeightDType, WeightError};
+use chatrex_llm::{CausalLm, LlmError};
 
 const MODELS: [&str; 4] = ["llama_gqa_untied", "llama_mha_tied", "qwen2_gqa_tied", "qwen2_gqa_untied"];
 
@@ -94,7 +94,15 @@ fn bf16_weights_stay_within_bf16_precision() {
     println!("AMX tiles: {}", chatrex_common::amx::available());
     for name in MODELS {
         let dir = repo_fixtures().join("llm").join(name);
-        let (lm, _) = CausalLm::load_dir(&dir, &device, WeightDType::BF16).unwrap();
+        let lm = match CausalLm::load_dir(&dir, &device, WeightDType::BF16) {
+            Ok((lm, _)) => lm,
+            // Devices without general bf16 arithmetic (lavapipe) refuse at load time.
+            Err(e @ LlmError::Weights(WeightError::UnsupportedDType { .. })) => {
+                println!("bf16 skipped on this device: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
         let fx = Fixture::open(&repo_fixtures().join(format!("llm/{name}.ref.safetensors"))).unwrap();
         let prompt: Vec<u32> = fx.i64("input_ids").unwrap().iter().map(|&i| i as u32).collect();
         let expected = fx.f32("logits").unwrap();

@@ -94,6 +94,21 @@ impl WeightDType {
         if crate::amx::available() { WeightDType::BF16 } else { WeightDType::F16 }
     }
 
+    /// The 16-bit type large weights run fastest in on `device`: [`host_low_precision`]
+    /// on the CPU backend; on a GPU bf16 (the checkpoint's own type) where the device
+    /// computes in it, else f16, else f32 (e.g. Vulkan drivers without 16-bit arithmetic).
+    ///
+    /// [`host_low_precision`]: Self::host_low_precision
+    pub fn fastest_on(device: &burn::tensor::Device) -> Self {
+        if crate::device::is_host_cpu(device) {
+            return Self::host_low_precision();
+        }
+        [WeightDType::BF16, WeightDType::F16]
+            .into_iter()
+            .find(|d| device.supports_dtype(d.float_dtype()))
+            .unwrap_or(WeightDType::F32)
+    }
+
     /// The Burn float dtype.
     pub fn float_dtype(self) -> FloatDType {
         match self {

@@ -123,6 +123,16 @@ pub enum WeightError {
         /// The file.
         path: PathBuf,
     },
+    /// The device cannot compute in the dtype the weights were to be converted to.
+    #[error("the {model} model asks for {dtype:?} weights, which device {device} does not support for general tensor operations; choose another dtype (f32 works everywhere)")]
+    UnsupportedDType {
+        /// Which model was being loaded.
+        model: String,
+        /// The dtype the device lacks.
+        dtype: super::WeightDType,
+        /// The device, as Burn names it.
+        device: String,
+    },
     /// The checkpoint does not fit the model. Every problem is listed.
     #[error("checkpoint {source_name} does not match the {model} model ({} problems):\n  {}", problems.len(), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
     Mismatch {

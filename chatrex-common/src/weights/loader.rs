@@ -16,6 +16,8 @@ struct Books {
     used: BTreeSet<String>,
     problems: Vec<WeightProblem>,
     loaded_bytes: usize,
+    /// The dtypes of the tensors placed on the device (host matrices are not counted).
+    device_dtypes: Vec<WeightDType>,
 }
 
 struct State {
@@ -274,6 +276,12 @@ impl WeightLoader {
         dtype: WeightDType,
     ) -> Tensor<D> {
         let options = (&self.state.device, dtype.dtype());
+        {
+            let mut books = self.books();
+            if !books.device_dtypes.contains(&dtype) {
+                books.device_dtypes.push(dtype);
+            }
+        }
         match self.read_values(name, &shape, dtype) {
             Some(data) => Tensor::from_data(data, options),
             None => Tensor::empty(shape, options),
@@ -339,13 +347,27 @@ impl WeightLoader {
         }
     }
 
-    /// Closes the books: `Ok` only if no problem was recorded and every checkpoint tensor
-    /// was consumed, ignored or accepted as an alias. `model` names the model in the error.
+    /// Closes the books: `Ok` only if no problem was recorded, every checkpoint tensor
+    /// was consumed, ignored or accepted as an alias, and the device computes in every dtype
+    /// the tensors were placed in (e.g. bf16 on a Vulkan driver without bf16 products is an
+    /// [`WeightError::UnsupportedDType`], not a panic at the first matmul). `model` names the
+    /// model in the error.
     pub fn finish(&self, model: &str) -> Result<LoadReport, WeightError> {
         if let Some(bar) = &self.state.progress {
             bar.finish_and_clear();
         }
         let books = self.books();
+        if let Some(&dtype) = books
+            .device_dtypes
+            .iter()
+            .find(|d| !self.state.device.supports_dtype(d.float_dtype()))
+        {
+            return Err(WeightError::UnsupportedDType {
+                model: model.to_string(),
+                dtype,
+                device: format!("{:?}", self.state.device),
+            });
+        }
         let mut problems = books.problems.clone();
         let (source_name, tensors) = match &self.state.origin {
             Origin::Checkpoint(source) => {
