@@ -1,6 +1,6 @@
 //! `nn.Linear` with its weight in host memory, for the CPU backend's fast paths.
 
-use crate::host_matmul::{HostMatrix, matmul_in_out, matmul_in_out_serial};
+use crate::host_matmul::{HostData, HostMatrix, matmul_in_out, matmul_in_out_serial};
 use crate::weights::{WeightDType, WeightLoader};
 use rayon::prelude::*;
 
@@ -11,10 +11,13 @@ enum HostWeight {
     InOut(Vec<f32>),
     /// `[out, in]` in its storage dtype (f16 / bf16 rows converted block-wise in the product).
     OutIn(HostMatrix),
+    /// bf16 in AMX tile order (CPUs with tiles; see [`crate::amx::TileWeight`]).
+    Tiles(crate::amx::TileWeight),
 }
 
 /// `y = x · Wᵀ (+ b)` with `W` kept in host memory — f32 weights transposed to `[in, out]`,
-/// f16/bf16 ones as stored — and activations as f32 rows. The bias is left to the caller's
+/// bf16 ones in AMX tile order where the CPU has tiles (and the shapes are whole tiles),
+/// other f16/bf16 ones as stored — and activations as f32 rows. The bias is left to the caller's
 /// next fused pass (see `host_ops`).
 #[derive(Debug, Clone)]
 pub struct HostLinear {
@@ -32,8 +35,13 @@ impl HostLinear {
         if vb.dtype() == WeightDType::F32 {
             Self::from_out_in_f32(&vb.host_f32("weight", &[d_out, d_in]), d_in, d_out, bias)
         } else {
+            let matrix = vb.host_matrix("weight", d_out, d_in, vb.dtype());
+            let tiles = match &matrix.data {
+                HostData::BF16(w) => crate::amx::TileWeight::pack(w, d_out, d_in),
+                _ => None,
+            };
             Self {
-                weight: HostWeight::OutIn(vb.host_matrix("weight", d_out, d_in, vb.dtype())),
+                weight: tiles.map_or(HostWeight::OutIn(matrix), HostWeight::Tiles),
                 d_in,
                 d_out,
                 bias,
@@ -121,6 +129,50 @@ impl HostLinear {
                     matrix.matmul_t(&x[..rows * self.d_in], rows, y);
                 }
             }
+            HostWeight::Tiles(tiles) => {
+                // Computes nothing on a short slice, as above.
+                let _ = tiles.matmul_t(x, rows, y);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    /// A bf16 layer (in tile order where the CPU has AMX, else as stored) computes the
+    /// product of its bf16 weight with the inputs, whatever the number of rows.
+    #[test]
+    fn bf16_layer_matches_the_f32_product_of_its_weight() {
+        let (d_in, d_out) = (96, 64);
+        let device = Device::flex();
+        let layer = HostLinear::load(&WeightLoader::random(3, &device, WeightDType::BF16), d_in, d_out, false);
+        assert_eq!(matches!(layer.weight, HostWeight::Tiles(_)), crate::amx::available());
+        let w = WeightLoader::random(3, &device, WeightDType::BF16).host_matrix("weight", d_out, d_in, WeightDType::BF16);
+        let mut row = vec![0f32; d_in];
+        for m in [1, 5, 33, 70] {
+            let x: Vec<f32> = (0..m * d_in).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let y = layer.matmul(&x, m);
+            let mut expected = vec![0f32; m * d_out];
+            for o in 0..d_out {
+                w.row_f32(o, &mut row);
+                for i in 0..m {
+                    // Inputs rounded to bf16 on the tiles, kept in f32 otherwise.
+                    let xi = &x[i * d_in..(i + 1) * d_in];
+                    expected[i * d_out + o] = row
+                        .iter()
+                        .zip(xi)
+                        .map(|(a, b)| {
+                            let b = if crate::amx::available() { half::bf16::from_f32(*b).to_f32() } else { *b };
+                            f64::from(*a) * f64::from(b)
+                        })
+                        .sum::<f64>() as f32;
+                }
+            }
+            let err = crate::parity::compare(&y, &expected).rel;
+            assert!(err < 1e-6, "m={m}: rel. error {err}");
         }
     }
 }

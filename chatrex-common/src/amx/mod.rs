@@ -13,12 +13,22 @@
 //! block stays in L2) and runs every 32-row block of inputs against it with four
 //! accumulator tiles (2×2), all 8 tile registers in use.
 //!
+//! Layers whose weights are small next to their activations (vision towers) hold their
+//! weight in tile order instead ([`TileWeight`], rearranged once at load): the inputs are
+//! then the row operand, loaded as plain rounded rows, and the sums are stored straight
+//! into `y`, with no interleaving of the inputs and no transposition of the outputs.
+//!
 //! Tiles need the kernel's permission (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once;
 //! `CHATREX_NO_AMX=1` turns the path off (tests use it to compare with the fallback).
 
 use half::bf16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
+
+mod tile_weight;
+mod tiles;
+
+pub use tile_weight::TileWeight;
 
 /// Rows (outputs or inputs) per tile.
 const TILE_ROWS: usize = 16;
@@ -256,129 +266,12 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
     true
 }
 
-/// The tile instructions, as inline assembly (the Rust intrinsics are not stable).
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod tiles {
-    use half::bf16;
-    use std::arch::asm;
-
-    /// Palette 1, tiles 0–7 all 16 rows × 64 bytes: 0–3 the f32 sums, 4–5 weight rows,
-    /// 6–7 packed inputs.
-    #[repr(C, align(64))]
-    struct TileConfig([u8; 64]);
-
-    const CONFIG: TileConfig = {
-        let mut c = [0u8; 64];
-        c[0] = 1;
-        let mut t = 0;
-        while t < 8 {
-            c[16 + 2 * t] = 64;
-            c[48 + t] = 16;
-            t += 1;
-        }
-        TileConfig(c)
-    };
-
-    /// Loads the tile configuration on the calling thread.
-    pub fn configure() {
-        // SAFETY: only called after `available()` granted the tile state; the config is a
-        // valid palette-1 layout.
-        unsafe {
-            asm!("ldtilecfg [{0}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
-        }
-    }
-
-    /// Returns the tile state to its initial (unused) state.
-    pub fn release() {
-        // SAFETY: as above.
-        unsafe {
-            asm!("tilerelease", options(nostack, nomem));
-        }
-    }
-
-    /// Four 16×16 sums of `steps` tile steps: weight tiles `a0`, `a1` (16 rows × 32 values,
-    /// contiguous, one per step) times packed input tiles `b0`, `b1`, into `c` as tiles
-    /// (a0,b0), (a0,b1), (a1,b0), (a1,b1), each `[16 outputs][16 inputs]` f32 — added to the
-    /// sums already in `c` when `accumulate`, else starting from zero.
-    ///
-    /// # Safety
-    /// The tiles are configured on this thread; `a0`, `a1`, `b0`, `b1` each cover `steps`
-    /// tiles of 512 bf16, `c` 1024 f32.
-    pub unsafe fn block_2x2(
-        a0: *const bf16,
-        a1: *const bf16,
-        b0: *const bf16,
-        b1: *const bf16,
-        steps: usize,
-        c: *mut f32,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller guarantees the extents read and written below.
-        unsafe {
-            if accumulate {
-                asm!(
-                    "tileloadd tmm0, [{c0} + {sixty_four}*1]",
-                    "tileloadd tmm1, [{c1} + {sixty_four}*1]",
-                    "tileloadd tmm2, [{c2} + {sixty_four}*1]",
-                    "tileloadd tmm3, [{c3} + {sixty_four}*1]",
-                    c0 = in(reg) c,
-                    c1 = in(reg) c.add(256),
-                    c2 = in(reg) c.add(512),
-                    c3 = in(reg) c.add(768),
-                    sixty_four = in(reg) 64usize,
-                    options(nostack, readonly),
-                );
-            } else {
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-            }
-            for s in 0..steps {
-                asm!(
-                    "tileloadd tmm4, [{a0} + {sixty_four}*1]",
-                    "tileloadd tmm6, [{p0} + {sixty_four}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tileloadd tmm7, [{p1} + {sixty_four}*1]",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tileloadd tmm5, [{a1} + {sixty_four}*1]",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a0.add(s * 512),
-                    a1 = in(reg) a1.add(s * 512),
-                    p0 = in(reg) b0.add(s * 512),
-                    p1 = in(reg) b1.add(s * 512),
-                    sixty_four = in(reg) 64usize,
-                    options(nostack, readonly),
-                );
-            }
-            asm!(
-                "tilestored [{c0} + {sixty_four}*1], tmm0",
-                "tilestored [{c1} + {sixty_four}*1], tmm1",
-                "tilestored [{c2} + {sixty_four}*1], tmm2",
-                "tilestored [{c3} + {sixty_four}*1], tmm3",
-                c0 = in(reg) c,
-                c1 = in(reg) c.add(256),
-                c2 = in(reg) c.add(512),
-                c3 = in(reg) c.add(768),
-                sixty_four = in(reg) 64usize,
-                options(nostack),
-            );
-        }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod tiles {
-    pub fn configure() {}
-    pub fn release() {}
-    pub unsafe fn block_2x2(_: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: bool) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// f64 product of the bf16-rounded inputs: what the tiles compute, up to f32 summation.
-    fn reference(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    pub(super) fn reference(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
         let mut y = vec![0f32; m * n];
         for i in 0..m {
             for o in 0..n {

@@ -1,0 +1,222 @@
+//! [`TileWeight`]: a bf16 weight rearranged once, at load, into AMX tile order, for layers
+//! whose weights are small next to their activations (vision towers, projectors).
+//!
+//! With the weight as the column operand, the activations are the row operand: their tiles
+//! are 16 rows of plain row-major bf16, loaded in place from the rounded inputs (no
+//! interleaving), and the 16×16 sums land in `y [m, out]` in its own layout (stored straight
+//! from the tiles, no transposition). The cost is that the weight is held in this order only;
+//! the language model, whose 7B weights must not be copied and are also read by the decode
+//! GEMV, keeps its weights as stored and uses [`super::matmul_t_bf16`] instead.
+
+use super::{BLOCK, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, tiles};
+use half::bf16;
+use rayon::prelude::*;
+
+/// Column blocks of 32 outputs per task (at most): their tiles (≤ 1 MB for 4096 inputs)
+/// stay in L2 while every 32-row block of activations runs against them.
+const PAIRS_PER_TASK: usize = 4;
+
+/// A `[n, k]` (PyTorch `[out, in]`) bf16 weight in tile order: for each block of 16
+/// outputs, for each 32-value step of `k`, one 16×16-pair tile whose row `r` holds, for
+/// each output `c`, the pair `W[c][2r]`, `W[c][2r+1]` of that step.
+#[derive(Debug, Clone)]
+pub struct TileWeight {
+    n: usize,
+    k: usize,
+    data: Vec<bf16>,
+}
+
+impl TileWeight {
+    /// Whether a `[n, k]` weight can be held in tile order: AMX is [`available`], `k` is a
+    /// whole number of 32-value steps and `n` of 32-output blocks.
+    pub fn fits(n: usize, k: usize) -> bool {
+        available() && n > 0 && k > 0 && n.is_multiple_of(BLOCK) && k.is_multiple_of(TILE_K)
+    }
+
+    /// Rearranges `w [n, k]` row-major; `None` when the shapes do not [`fit`](Self::fits)
+    /// or `w` is shorter than `n · k`.
+    pub fn pack(w: &[bf16], n: usize, k: usize) -> Option<Self> {
+        if !Self::fits(n, k) || w.len() < n * k {
+            return None;
+        }
+        let steps = k / TILE_K;
+        let mut data = vec![bf16::ZERO; n * k];
+        data.par_chunks_mut(steps * TILE_VALUES).enumerate().for_each(|(block, tiles)| {
+            for (s, tile) in tiles.chunks_exact_mut(TILE_VALUES).enumerate() {
+                for c in 0..TILE_ROWS {
+                    let row = &w[(block * TILE_ROWS + c) * k + s * TILE_K..][..TILE_K];
+                    for r in 0..TILE_K / 2 {
+                        tile[r * 2 * TILE_ROWS + 2 * c] = row[2 * r];
+                        tile[r * 2 * TILE_ROWS + 2 * c + 1] = row[2 * r + 1];
+                    }
+                }
+            }
+        });
+        Some(Self { n, k, data })
+    }
+
+    /// Outputs.
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Inputs.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+
+    /// `y[m, n] = x[m, k] · Wᵀ` on all rayon threads, the inputs rounded to bf16 (nearest
+    /// even, as PyTorch's bf16 products) and the sums in f32. Returns `false`, computing
+    /// nothing, when a slice is shorter than its shape.
+    pub fn matmul_t(&self, x: &[f32], m: usize, y: &mut [f32]) -> bool {
+        let (n, k) = (self.n, self.k);
+        if x.len() < m * k || y.len() < m * n {
+            return false;
+        }
+        if m == 0 {
+            return true;
+        }
+        let steps = k / TILE_K;
+        let row_blocks = m.div_ceil(BLOCK);
+        // Rows one cache line longer than k values, so that the 16 rows of a tile, loaded
+        // with this stride, fall in different L1 sets (at a power-of-two stride they would all
+        // compete for the same few).
+        let stride = k + TILE_K;
+        let rounded = round_rows(x, m, k, stride, row_blocks * BLOCK);
+        let out = OutPtr(y.as_mut_ptr());
+        let pairs = n / BLOCK;
+        let per_task = (pairs / (4 * rayon::current_num_threads()).max(1)).clamp(1, PAIRS_PER_TASK);
+        let tasks = pairs.div_ceil(per_task);
+        let pair_tiles = |p: usize, half: usize| &self.data[(2 * p + half) * steps * TILE_VALUES..];
+        (0..tasks).into_par_iter().for_each(|task| {
+            let first = task * per_task;
+            let last = (first + per_task).min(pairs);
+            // Sums of the last, partial block of rows: [32 rows][32 outputs].
+            let mut partial = [0f32; BLOCK * BLOCK];
+            tiles::configure();
+            for rb in 0..row_blocks {
+                let a0 = &rounded[rb * BLOCK * stride..];
+                let a1 = &rounded[(rb * BLOCK + TILE_ROWS) * stride..];
+                let full = (rb + 1) * BLOCK <= m;
+                for p in first..last {
+                    let (b0, b1) = (pair_tiles(p, 0), pair_tiles(p, 1));
+                    let (c, c_stride) = if full {
+                        // SAFETY (of the offset): rows rb·32 .. +32 < m and columns
+                        // p·32 .. +32 ≤ n lie inside y [m, n].
+                        #[allow(unsafe_code)]
+                        let c = unsafe { out.get().add(rb * BLOCK * n + p * BLOCK) };
+                        (c, n * 4)
+                    } else {
+                        (partial.as_mut_ptr(), BLOCK * 4)
+                    };
+                    // SAFETY: `rounded` holds 32 rows of `stride` ≥ k values from `a0` (rows
+                    // padded to a multiple of 32), `b0`/`b1` `steps` tiles each, `c` 32 rows of 32 f32
+                    // at `c_stride` (inside y, or the local block); tiles are configured
+                    // on this thread; no other task writes these columns.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tiles::block_2x2_rows(
+                            a0.as_ptr(),
+                            a1.as_ptr(),
+                            stride * 2,
+                            b0.as_ptr(),
+                            b1.as_ptr(),
+                            steps,
+                            c,
+                            c_stride,
+                        );
+                    }
+                    if !full {
+                        for (i, row) in partial.chunks_exact(BLOCK).take(m - rb * BLOCK).enumerate() {
+                            // SAFETY: row rb·32 + i < m, columns p·32 .. +32 ≤ n.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                let dst = out.get().add((rb * BLOCK + i) * n + p * BLOCK);
+                                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, BLOCK);
+                            }
+                        }
+                    }
+                }
+            }
+            tiles::release();
+        });
+        true
+    }
+}
+
+/// `x [m, k]` rounded to bf16, row-major with `stride` values per row (the padding zero),
+/// zero rows appended up to `rows`.
+fn round_rows(x: &[f32], m: usize, k: usize, stride: usize, rows: usize) -> Vec<bf16> {
+    let mut rounded = vec![bf16::ZERO; rows * stride];
+    let rows_per_task = (16 * 1024 / k).max(1);
+    rounded[..m * stride]
+        .par_chunks_mut(rows_per_task * stride)
+        .zip(x[..m * k].par_chunks(rows_per_task * k))
+        .for_each(|(dst, src)| {
+            for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(k)) {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d = bf16::from_bits(round_to_bf16_bits(s.to_bits()));
+                }
+            }
+        });
+    rounded
+}
+
+/// The bits of the bf16 nearest to the f32 with bits `bits` (ties to even; NaN stays a
+/// quiet NaN), in integer operations that vectorise.
+#[inline(always)]
+fn round_to_bf16_bits(bits: u32) -> u16 {
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
+    (if nan { (bits >> 16) | 0x40 } else { rounded }) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_half_on_edge_values() {
+        // Ties (1 + 2⁻⁸ rounds down to even, 1 + 3·2⁻⁸ up), subnormals, huge and infinite values.
+        let values = [
+            0.0f32, -0.0, 1.0, f32::from_bits(0x3f80_8000), f32::from_bits(0x3f81_8000), -2.5e-39, 3.0e38, f32::MAX, f32::MIN_POSITIVE,
+            f32::INFINITY, f32::NEG_INFINITY, 1.0 + f32::EPSILON, 0.1, -7.3,
+        ];
+        for v in values.into_iter().chain((0..10_000).map(|i| f32::from_bits(i * 429_497 + 12_345))) {
+            let ours = round_to_bf16_bits(v.to_bits());
+            let theirs = bf16::from_f32(v);
+            if v.is_nan() {
+                assert!(bf16::from_bits(ours).is_nan(), "{v:e}");
+            } else {
+                assert_eq!(ours, theirs.to_bits(), "{v:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn tile_order_matches_the_rounded_product() {
+        if !available() {
+            eprintln!("AMX not available on this CPU: nothing to test here");
+            return;
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for &(m, n, k) in &[(1, 32, 32), (17, 64, 64), (32, 32, 96), (70, 96, 160), (577, 128, 1024), (40, 64, 4096)] {
+            let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
+            let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
+            let mut y = vec![f32::NAN; m * n];
+            assert!(packed.matmul_t(&x, m, &mut y));
+            let r = super::super::tests::reference(&w, n, k, &x, m);
+            let err = crate::parity::compare(&y, &r).rel;
+            assert!(err < 1e-6, "m={m} n={n} k={k}: rel. error {err}");
+        }
+        assert!(TileWeight::pack(&[bf16::ZERO; 48 * 32], 48, 32).is_none(), "48 outputs are not whole 32-blocks");
+        assert!(TileWeight::pack(&[bf16::ZERO; 32 * 48], 32, 48).is_none(), "48 inputs are not whole steps");
+    }
+}
