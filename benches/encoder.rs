@@ -32,7 +32,7 @@ fn encoder(c: &mut Criterion) {
     chatrex::common::allocator::reuse_freed_memory();
     let device = Backend::Cpu.device().expect("cpu");
     let threads = common::threads();
-    for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
+    for dtype in common::dtypes() {
         let vb = WeightLoader::random(5, &device, dtype);
         let clip_cfg = ClipVisionConfig::vit_large_patch14_336();
         let clip = ClipVisionTower::load(&vb.pp("clip"), &clip_cfg, 23, SelectFeature::Patch);

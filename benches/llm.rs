@@ -99,7 +99,7 @@ fn llm(c: &mut Criterion) {
     let mut llama = LlmConfig::vicuna_7b();
     llama.num_hidden_layers = 4;
     for (name, config) in [("qwen2.5-0.5b", LlmConfig::qwen25_0_5b()), ("llama-7b-4layers", llama)] {
-        for dtype in [WeightDType::F32, WeightDType::F16, WeightDType::BF16] {
+        for dtype in common::dtypes() {
             let (lm, prompt) = run(name, &config, dtype, bandwidth);
             let mut cache = lm.new_cache(PREFILL + 1);
             let hidden = lm.forward(lm.embed(&prompt).expect("embed").unsqueeze::<3>(), &mut cache).expect("prefill");

@@ -127,3 +127,21 @@ pub fn slow_criterion() -> criterion::Criterion {
 pub fn threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
+
+/// The weight dtypes a bench runs: `CHATREX_BENCH_DTYPES` (comma-separated, e.g. `bf16` or
+/// `f32,bf16`), default f32, f16 and bf16. An unknown name stops the bench with a message.
+#[allow(dead_code)]
+pub fn dtypes() -> Vec<chatrex::WeightDType> {
+    use chatrex::WeightDType;
+    match std::env::var("CHATREX_BENCH_DTYPES") {
+        Ok(list) => list
+            .split(',')
+            .map(|name| {
+                name.trim()
+                    .parse::<WeightDType>()
+                    .unwrap_or_else(|e| panic!("CHATREX_BENCH_DTYPES: {name:?}: {e}"))
+            })
+            .collect(),
+        Err(_) => vec![WeightDType::F32, WeightDType::F16, WeightDType::BF16],
+    }
+}

@@ -78,18 +78,21 @@ impl HostClipLayer {
         let d = self.q_proj.d_out();
         let hd = d / self.heads;
         let scale = (hd as f32).powf(-0.5);
+        // One score buffer per rayon job rather than per head: every value is overwritten,
+        // and zeroing 16 fresh [N, N] buffers per layer costs more than the softmax.
         let per_head: Vec<Vec<f32>> = (0..self.heads)
             .into_par_iter()
-            .map(|head| {
+            .map_init(
+                || vec![0f32; n * n],
+                |scores, head| {
                 let view = StridedMatrix::new;
                 let offset = head * hd;
                 // scores [N, N] = scale · q_h · k_hᵀ
-                let mut scores = vec![0f32; n * n];
                 matmul_strided(
                     view(&q[offset..], n, hd, d, 1),
                     view(&k[offset..], hd, n, 1, d),
                     scale,
-                    &mut scores,
+                    scores,
                     n,
                 )?;
                 for row in scores.chunks_mut(n) {
@@ -97,9 +100,10 @@ impl HostClipLayer {
                 }
                 // out_h [N, hd] = scores · v_h
                 let mut out = vec![0f32; n * hd];
-                matmul_strided(view(&scores, n, n, n, 1), view(&v[offset..], n, hd, d, 1), 1.0, &mut out, hd)?;
+                matmul_strided(view(scores, n, n, n, 1), view(&v[offset..], n, hd, d, 1), 1.0, &mut out, hd)?;
                 Ok(out)
-            })
+            },
+            )
             .collect::<Result<_, String>>()?;
         let mut out = vec![0f32; n * d];
         for (head, values) in per_head.iter().enumerate() {
