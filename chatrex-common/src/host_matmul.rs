@@ -475,6 +475,11 @@ mod x86 {
     /// together, each 32-value block of `x` loaded once for all four. Rows far apart in
     /// memory are four independent streams, which reach about twice the bandwidth of one
     /// (measured here: 32 vs 16 GB/s for rows of 896 f16 values).
+    /// How far ahead of its reads each weight stream of [`dot4_kernel`] prefetches.
+    /// Measured on bf16 decode (Qwen2.5-0.5B and Llama-7B layer shapes, 2 threads, medians
+    /// of 4 runs): none 20.1 / 13.0 tok/s, 1 KB 22.0 / 14.4, 2 KB 22.8 / 14.9, 4 KB 21.0 / 13.0.
+    const PREFETCH_BYTES: usize = 2048;
+
     macro_rules! dot4_kernel {
         ($name:ident, $t:ty, $load:expr, $to_f32:expr) => {
             /// # Safety
@@ -497,6 +502,10 @@ mod x86 {
                         let x1 = _mm512_loadu_ps(x.as_ptr().add(i + 16));
                         for r in 0..4 {
                             let p = rows[r].as_ptr().add(i);
+                            // Each row is its own stream; the hardware prefetcher stops at
+                            // page boundaries, so ask for the line PREFETCH_BYTES ahead
+                            // (past the row's end: the next row of the same stream).
+                            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(PREFETCH_BYTES));
                             s[2 * r] = _mm512_fmadd_ps(load(p), x0, s[2 * r]);
                             s[2 * r + 1] = _mm512_fmadd_ps(load(p.add(16)), x1, s[2 * r + 1]);
                         }
