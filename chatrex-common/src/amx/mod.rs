@@ -108,19 +108,22 @@ impl PackedInputs {
         let steps = k / TILE_K;
         let tile = TILE_VALUES;
         let mut data = vec![bf16::ZERO; blocks * 2 * steps * tile];
-        data.par_chunks_mut(steps * tile).enumerate().for_each(|(half_block, out)| {
-            let i0 = half_block * TILE_ROWS;
-            for i in 0..TILE_ROWS.min(m.saturating_sub(i0)) {
-                let row = &x[(i0 + i) * k..(i0 + i + 1) * k];
-                for (s, tile_out) in out.chunks_exact_mut(tile).enumerate() {
-                    let src = &row[s * TILE_K..(s + 1) * TILE_K];
-                    for r in 0..TILE_K / 2 {
-                        tile_out[r * 2 * TILE_ROWS + 2 * i] = bf16::from_f32(src[2 * r]);
-                        tile_out[r * 2 * TILE_ROWS + 2 * i + 1] = bf16::from_f32(src[2 * r + 1]);
+        data.par_chunks_mut(steps * tile).enumerate().for_each_init(
+            || vec![bf16::ZERO; k],
+            |rounded, (half_block, out)| {
+                let i0 = half_block * TILE_ROWS;
+                for i in 0..TILE_ROWS.min(m.saturating_sub(i0)) {
+                    // Round the row in one vectorised pass, then scatter its pairs.
+                    round_to_bf16(&x[(i0 + i) * k..(i0 + i + 1) * k], rounded);
+                    for (s, tile_out) in out.chunks_exact_mut(tile).enumerate() {
+                        let src = &rounded[s * TILE_K..(s + 1) * TILE_K];
+                        for (r, pair) in src.chunks_exact(2).enumerate() {
+                            tile_out[r * 2 * TILE_ROWS + 2 * i..][..2].copy_from_slice(pair);
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         Self { data, blocks, steps }
     }
 
@@ -129,6 +132,22 @@ impl PackedInputs {
         let len = self.steps * TILE_VALUES;
         &self.data[h * len..(h + 1) * len]
     }
+}
+
+/// `src` rounded to bf16 into `dst` (nearest even, as `bf16::from_f32`), vectorised.
+fn round_to_bf16(src: &[f32], dst: &mut [bf16]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = bf16::from_bits(round_to_bf16_bits(s.to_bits()));
+    }
+}
+
+/// The bits of the bf16 nearest to the f32 with bits `bits` (ties to even; NaN stays a
+/// quiet NaN), in integer operations that vectorise.
+#[inline(always)]
+fn round_to_bf16_bits(bits: u32) -> u16 {
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
+    (if nan { (bits >> 16) | 0x40 } else { rounded }) as u16
 }
 
 /// A raw output pointer shared by tasks that write disjoint columns.
@@ -283,6 +302,24 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn rounding_matches_half_on_edge_values() {
+        // Ties (1 + 2⁻⁸ rounds down to even, 1 + 3·2⁻⁸ up), subnormals, huge and infinite values.
+        let values = [
+            0.0f32, -0.0, 1.0, f32::from_bits(0x3f80_8000), f32::from_bits(0x3f81_8000), -2.5e-39, 3.0e38, f32::MAX, f32::MIN_POSITIVE,
+            f32::INFINITY, f32::NEG_INFINITY, 1.0 + f32::EPSILON, 0.1, -7.3,
+        ];
+        for v in values.into_iter().chain((0..10_000).map(|i| f32::from_bits(i * 429_497 + 12_345))) {
+            let ours = round_to_bf16_bits(v.to_bits());
+            let theirs = bf16::from_f32(v);
+            if v.is_nan() {
+                assert!(bf16::from_bits(ours).is_nan(), "{v:e}");
+            } else {
+                assert_eq!(ours, theirs.to_bits(), "{v:e}");
+            }
+        }
     }
 
     #[test]

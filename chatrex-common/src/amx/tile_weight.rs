@@ -8,7 +8,7 @@
 //! the language model, whose 7B weights must not be copied and are also read by the decode
 //! GEMV, keeps its weights as stored and uses [`super::matmul_t_bf16`] instead.
 
-use super::{BLOCK, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, tiles};
+use super::{BLOCK, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, round_to_bf16, tiles};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -159,44 +159,15 @@ fn round_rows(x: &[f32], m: usize, k: usize, stride: usize, rows: usize) -> Vec<
         .zip(x[..m * k].par_chunks(rows_per_task * k))
         .for_each(|(dst, src)| {
             for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(k)) {
-                for (d, &s) in d.iter_mut().zip(s) {
-                    *d = bf16::from_bits(round_to_bf16_bits(s.to_bits()));
-                }
+                round_to_bf16(s, d);
             }
         });
     rounded
 }
 
-/// The bits of the bf16 nearest to the f32 with bits `bits` (ties to even; NaN stays a
-/// quiet NaN), in integer operations that vectorise.
-#[inline(always)]
-fn round_to_bf16_bits(bits: u32) -> u16 {
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
-    let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
-    (if nan { (bits >> 16) | 0x40 } else { rounded }) as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rounding_matches_half_on_edge_values() {
-        // Ties (1 + 2⁻⁸ rounds down to even, 1 + 3·2⁻⁸ up), subnormals, huge and infinite values.
-        let values = [
-            0.0f32, -0.0, 1.0, f32::from_bits(0x3f80_8000), f32::from_bits(0x3f81_8000), -2.5e-39, 3.0e38, f32::MAX, f32::MIN_POSITIVE,
-            f32::INFINITY, f32::NEG_INFINITY, 1.0 + f32::EPSILON, 0.1, -7.3,
-        ];
-        for v in values.into_iter().chain((0..10_000).map(|i| f32::from_bits(i * 429_497 + 12_345))) {
-            let ours = round_to_bf16_bits(v.to_bits());
-            let theirs = bf16::from_f32(v);
-            if v.is_nan() {
-                assert!(bf16::from_bits(ours).is_nan(), "{v:e}");
-            } else {
-                assert_eq!(ours, theirs.to_bits(), "{v:e}");
-            }
-        }
-    }
 
     #[test]
     fn tile_order_matches_the_rounded_product() {
