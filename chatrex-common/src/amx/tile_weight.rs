@@ -1,5 +1,6 @@
 //! [`TileWeight`]: a bf16 weight rearranged once, at load, into AMX tile order, for layers
-//! whose weights are small next to their activations (vision towers, projectors).
+//! whose weights are small next to their activations (every `HostLinear` with bf16 weights:
+//! the vision towers, and the UPN's feed-forward blocks when it runs in bf16).
 //!
 //! With the weight as the column operand, the activations are the row operand: their tiles
 //! are 16 rows of plain row-major bf16, loaded in place from the rounded inputs (no
