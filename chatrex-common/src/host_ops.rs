@@ -389,10 +389,110 @@ pub fn depthwise_conv(
     kernel: usize,
 ) -> Vec<f32> {
     let mut out = vec![0f32; height * width * channels];
+    let shape = (height, width, channels);
+    let blocked = depthwise_7x7::applies(input, shape, weight, bias, kernel);
     out.par_chunks_mut(width * channels).enumerate().for_each(|(y, row)| {
-        depthwise_conv_row(input, (height, width, channels), weight, bias, kernel, y, row);
+        if blocked {
+            // SAFETY: `applies` checked the CPU features, the kernel size, the channel count
+            // and every slice length the blocked kernel reads.
+            #[allow(unsafe_code)]
+            unsafe {
+                depthwise_7x7::row(input, shape, weight, bias, y, row);
+            }
+        } else {
+            depthwise_conv_row(input, shape, weight, bias, kernel, y, row);
+        }
     });
     out
+}
+
+/// The 7×7 depthwise convolution (ConvNeXt's) blocked in registers on AVX-512: for 16
+/// channels and 8 neighbouring output pixels, the 7 weights of one kernel row and the 8 sums
+/// stay in registers while the 14 input pixels under them are loaded once each — 56 FMAs per
+/// 21 loads, where the one-pixel kernel loads an input and a weight for every FMA. The taps
+/// are summed in the same order (bias, then rows, then columns). Measured on ConvNeXt-L's
+/// four stage shapes, 2 threads: 25–31 GMAC/s against 10–12 for the one-pixel kernel
+/// (rearranging the input into 16-channel planes first, for contiguous reads, gained
+/// nothing).
+#[cfg(target_arch = "x86_64")]
+mod depthwise_7x7 {
+    use std::arch::x86_64::*;
+
+    const K: usize = 7;
+    const PAD: usize = K / 2;
+    const LANES: usize = 16;
+    /// Output pixels per register block, and the input pixels one kernel row spans for them.
+    const OUT_PX: usize = 8;
+    const SPAN: usize = OUT_PX + K - 1;
+
+    /// Whether [`row`] can run: AVX-512F, a 7×7 kernel, whole 16-channel blocks and slices
+    /// as long as the shape says.
+    pub fn applies(input: &[f32], (h, w, c): (usize, usize, usize), weight: &[f32], bias: &[f32], kernel: usize) -> bool {
+        kernel == K
+            && c > 0
+            && c.is_multiple_of(LANES)
+            && input.len() >= h * w * c
+            && weight.len() >= K * K * c
+            && bias.len() >= c
+            && is_x86_feature_detected!("avx512f")
+    }
+
+    /// Output row `y` (`out [W, C]`) of the convolution.
+    ///
+    /// # Safety
+    /// [`applies`] returned true for these arguments, and `out` holds `W · C` values.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn row(input: &[f32], (h, w, c): (usize, usize, usize), weight: &[f32], bias: &[f32], y: usize, out: &mut [f32]) {
+        if out.len() < w * c {
+            return;
+        }
+        // SAFETY: every load reads 16 values at a channel offset c0 + 16 ≤ c of a pixel inside
+        // the map (rows and columns are range-checked), of a tap < 49, or of the bias; every
+        // store writes 16 values of an output pixel < w.
+        unsafe {
+            // Channel blocks innermost: the 14 × 7 input pixels of an 8-pixel block are read
+            // 64 bytes after the previous block's (measured 10–20% faster than the other order).
+            for x0 in (0..w).step_by(OUT_PX) {
+                for c0 in (0..c).step_by(LANES) {
+                    let mut acc = [_mm512_loadu_ps(bias.as_ptr().add(c0)); OUT_PX];
+                    for ky in 0..K {
+                        // Input row y + ky − PAD, when inside the map.
+                        let Some(iy) = (y + ky).checked_sub(PAD).filter(|&iy| iy < h) else {
+                            continue;
+                        };
+                        let mut taps = [_mm512_setzero_ps(); K];
+                        for (kx, tap) in taps.iter_mut().enumerate() {
+                            *tap = _mm512_loadu_ps(weight.as_ptr().add((ky * K + kx) * c + c0));
+                        }
+                        for d in 0..SPAN {
+                            // Input column x0 + d − PAD, when inside the map.
+                            let Some(ix) = (x0 + d).checked_sub(PAD).filter(|&ix| ix < w) else {
+                                continue;
+                            };
+                            let pixel = _mm512_loadu_ps(input.as_ptr().add((iy * w + ix) * c + c0));
+                            for (j, sum) in acc.iter_mut().enumerate() {
+                                // Output x0 + j sees this pixel through tap column d − j.
+                                if d >= j && d - j < K {
+                                    *sum = _mm512_fmadd_ps(pixel, taps[d - j], *sum);
+                                }
+                            }
+                        }
+                    }
+                    for (j, sum) in acc.iter().enumerate().take(w - x0) {
+                        _mm512_storeu_ps(out.as_mut_ptr().add((x0 + j) * c + c0), *sum);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod depthwise_7x7 {
+    pub fn applies(_: &[f32], _: (usize, usize, usize), _: &[f32], _: &[f32], _: usize) -> bool {
+        false
+    }
+    pub unsafe fn row(_: &[f32], _: (usize, usize, usize), _: &[f32], _: &[f32], _: usize, _: &mut [f32]) {}
 }
 
 #[cfg(test)]
@@ -468,7 +568,9 @@ mod tests {
     fn depthwise_conv_matches_direct_sum() {
         // 3 channels: the per-channel tail only; 70: one register block and a tail; 7×7 taps
         // on a map smaller than the kernel.
-        for (h, w, c, k) in [(5, 6, 3, 3), (4, 9, 70, 7)] {
+        // 7×7 with whole 16-channel blocks: the register-blocked kernel, on maps narrower than
+        // one 8-pixel block, with a partial last block, and larger than the kernel.
+        for (h, w, c, k) in [(5, 6, 3, 3), (4, 9, 70, 7), (3, 5, 16, 7), (9, 13, 32, 7), (12, 17, 48, 7)] {
             check_depthwise(h, w, c, k);
         }
     }
