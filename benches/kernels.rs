@@ -1,6 +1,8 @@
 //! The CPU weight-stationary kernels alone: `[m, 4096] × [11008, 4096]ᵀ` (a Llama-7B MLP
 //! matrix) for m = 1 (decode) and m = 128 (prefill block), f32 / f16 / bf16, against the
-//! measured memory bandwidth.
+//! measured memory bandwidth; the two bf16 tile layouts (in place, for the LLM, and
+//! `TileWeight`, for the towers) on tower shapes, where the CPU has AMX; the 7×7 depthwise
+//! convolution on ConvNeXt-L's stage shapes.
 
 mod common;
 
@@ -49,6 +51,36 @@ fn kernels(c: &mut Criterion) {
             group.throughput(Throughput::Bytes(bytes as u64));
             group.bench_function(format!("{name}_m{m}"), |b| b.iter(|| mat.matmul_t(&x, m, &mut y)));
         }
+    }
+    group.finish();
+
+    if chatrex::common::amx::available() {
+        let mut group = c.benchmark_group("amx_bf16");
+        // (rows, outputs, inputs): CLIP-L's attention projections, fc1 and fc2; ConvNeXt-L's
+        // first-stage fc1.
+        for (m, n, k) in [(577usize, 1024usize, 1024usize), (577, 4096, 1024), (577, 1024, 4096), (9216, 768, 192)] {
+            let w: Vec<bf16> = (0..n * k).map(|i| bf16::from_f32(((i * 7919) % 1000) as f32 / 1000.0 - 0.5)).collect();
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let mut y = vec![0f32; m * n];
+            let tiles = chatrex::common::amx::TileWeight::pack(&w, n, k).expect("whole tiles");
+            group.throughput(Throughput::Elements((m * n * k) as u64));
+            group.bench_function(format!("in_place_{m}x{n}x{k}"), |b| {
+                b.iter(|| chatrex::common::amx::matmul_t_bf16(&w, n, k, &x, m, &mut y))
+            });
+            group.bench_function(format!("tile_order_{m}x{n}x{k}"), |b| b.iter(|| tiles.matmul_t(&x, m, &mut y)));
+        }
+        group.finish();
+    }
+
+    let mut group = c.benchmark_group("depthwise_7x7");
+    for (side, channels) in [(192usize, 192usize), (96, 384), (48, 768), (24, 1536)] {
+        let input: Vec<f32> = (0..side * side * channels).map(|i| (i % 11) as f32 - 5.0).collect();
+        let weight: Vec<f32> = (0..49 * channels).map(|i| (i % 5) as f32 * 0.25 - 0.5).collect();
+        let bias = vec![0.1f32; channels];
+        group.throughput(Throughput::Elements((side * side * channels * 49) as u64));
+        group.bench_function(format!("{side}x{side}x{channels}"), |b| {
+            b.iter(|| chatrex::common::host_ops::depthwise_conv(&input, (side, side, channels), &weight, &bias, 7))
+        });
     }
     group.finish();
 }

@@ -130,7 +130,6 @@ pub fn threads() -> usize {
 
 /// The weight dtypes a bench runs: `CHATREX_BENCH_DTYPES` (comma-separated, e.g. `bf16` or
 /// `f32,bf16`), default f32, f16 and bf16. An unknown name stops the bench with a message.
-#[allow(dead_code)]
 pub fn dtypes() -> Vec<chatrex::WeightDType> {
     use chatrex::WeightDType;
     match std::env::var("CHATREX_BENCH_DTYPES") {
