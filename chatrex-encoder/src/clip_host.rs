@@ -85,24 +85,24 @@ impl HostClipLayer {
             .map_init(
                 || vec![0f32; n * n],
                 |scores, head| {
-                let view = StridedMatrix::new;
-                let offset = head * hd;
-                // scores [N, N] = scale · q_h · k_hᵀ
-                matmul_strided(
-                    view(&q[offset..], n, hd, d, 1),
-                    view(&k[offset..], hd, n, 1, d),
-                    scale,
-                    scores,
-                    n,
-                )?;
-                for row in scores.chunks_mut(n) {
-                    softmax_row(row);
-                }
-                // out_h [N, hd] = scores · v_h
-                let mut out = vec![0f32; n * hd];
-                matmul_strided(view(scores, n, n, n, 1), view(&v[offset..], n, hd, d, 1), 1.0, &mut out, hd)?;
-                Ok(out)
-            },
+                    let view = StridedMatrix::new;
+                    let offset = head * hd;
+                    // scores [N, N] = scale · q_h · k_hᵀ
+                    matmul_strided(
+                        view(&q[offset..], n, hd, d, 1),
+                        view(&k[offset..], hd, n, 1, d),
+                        scale,
+                        scores,
+                        n,
+                    )?;
+                    for row in scores.chunks_mut(n) {
+                        softmax_row(row);
+                    }
+                    // out_h [N, hd] = scores · v_h
+                    let mut out = vec![0f32; n * hd];
+                    matmul_strided(view(scores, n, n, n, 1), view(&v[offset..], n, hd, d, 1), 1.0, &mut out, hd)?;
+                    Ok(out)
+                },
             )
             .collect::<Result<_, String>>()?;
         let mut out = vec![0f32; n * d];
