@@ -9,6 +9,10 @@ mod x86 {
     use half::bf16;
     use std::arch::asm;
 
+    /// bf16 values per 32-value step of one tile row, and per tile.
+    const TILE_K: usize = 32;
+    const TILE_VALUES: usize = 16 * TILE_K;
+
     /// Palette 1, tiles 0–7 all 16 rows × 64 bytes: 0–3 the f32 sums, 4–5 weight rows,
     /// 6–7 packed inputs.
     #[repr(C, align(64))]
@@ -60,54 +64,17 @@ mod x86 {
         c: *mut f32,
         accumulate: bool,
     ) {
-        // SAFETY: the caller guarantees the extents read and written below.
+        let sums = [c, c.wrapping_add(256), c.wrapping_add(512), c.wrapping_add(768)];
+        // SAFETY: the caller guarantees the extents read and written: four 16×16 sum tiles at
+        // 64-byte rows from `c`, `steps` contiguous 512-value tiles from each operand.
         unsafe {
             if accumulate {
-                asm!(
-                    "tileloadd tmm0, [{c0} + {sixty_four}*1]",
-                    "tileloadd tmm1, [{c1} + {sixty_four}*1]",
-                    "tileloadd tmm2, [{c2} + {sixty_four}*1]",
-                    "tileloadd tmm3, [{c3} + {sixty_four}*1]",
-                    c0 = in(reg) c,
-                    c1 = in(reg) c.add(256),
-                    c2 = in(reg) c.add(512),
-                    c3 = in(reg) c.add(768),
-                    sixty_four = in(reg) 64usize,
-                    options(nostack, readonly),
-                );
+                load_sums(sums, 64);
             } else {
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+                zero_sums();
             }
-            for s in 0..steps {
-                asm!(
-                    "tileloadd tmm4, [{a0} + {sixty_four}*1]",
-                    "tileloadd tmm6, [{p0} + {sixty_four}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tileloadd tmm7, [{p1} + {sixty_four}*1]",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tileloadd tmm5, [{a1} + {sixty_four}*1]",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a0.add(s * 512),
-                    a1 = in(reg) a1.add(s * 512),
-                    p0 = in(reg) b0.add(s * 512),
-                    p1 = in(reg) b1.add(s * 512),
-                    sixty_four = in(reg) 64usize,
-                    options(nostack, readonly),
-                );
-            }
-            asm!(
-                "tilestored [{c0} + {sixty_four}*1], tmm0",
-                "tilestored [{c1} + {sixty_four}*1], tmm1",
-                "tilestored [{c2} + {sixty_four}*1], tmm2",
-                "tilestored [{c3} + {sixty_four}*1], tmm3",
-                c0 = in(reg) c,
-                c1 = in(reg) c.add(256),
-                c2 = in(reg) c.add(512),
-                c3 = in(reg) c.add(768),
-                sixty_four = in(reg) 64usize,
-                options(nostack),
-            );
+            multiply_steps([a0, a1], TILE_VALUES, 64, [b0, b1], steps);
+            store_sums(sums, 64);
         }
     }
 
@@ -132,40 +99,107 @@ mod x86 {
         c: *mut f32,
         c_stride: usize,
     ) {
-        // SAFETY: the caller guarantees the extents read and written below.
+        let row16 = c.wrapping_byte_add(16 * c_stride);
+        let sums = [c, c.wrapping_add(16), row16, row16.wrapping_add(16)];
+        // SAFETY: the caller guarantees the extents read and written: 16 rows at `a_stride`
+        // bytes from `a0`/`a1` covering `32·steps` values, `steps` tiles from `b0`/`b1`, and
+        // 32 rows of 32 f32 at `c_stride` from `c`.
+        unsafe {
+            zero_sums();
+            multiply_steps([a0, a1], TILE_K, a_stride, [b0, b1], steps);
+            store_sums(sums, c_stride);
+        }
+    }
+
+    /// Sets the four sum tiles (tmm0–3) to zero.
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread.
+    #[inline(always)]
+    unsafe fn zero_sums() {
+        // SAFETY: touches tile registers only.
         unsafe {
             asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-            for s in 0..steps {
+        }
+    }
+
+    /// Loads the four sum tiles (tmm0–3) from `sums` (16 rows of 16 f32 each, `stride` bytes
+    /// between rows).
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; each pointer covers its 16 rows.
+    #[inline(always)]
+    unsafe fn load_sums(sums: [*mut f32; 4], stride: usize) {
+        // SAFETY: the caller guarantees the extents.
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{c0} + {stride}*1]",
+                "tileloadd tmm1, [{c1} + {stride}*1]",
+                "tileloadd tmm2, [{c2} + {stride}*1]",
+                "tileloadd tmm3, [{c3} + {stride}*1]",
+                c0 = in(reg) sums[0],
+                c1 = in(reg) sums[1],
+                c2 = in(reg) sums[2],
+                c3 = in(reg) sums[3],
+                stride = in(reg) stride,
+                options(nostack, readonly),
+            );
+        }
+    }
+
+    /// Stores the four sum tiles (tmm0–3) to `sums`, as [`load_sums`] reads them.
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; each pointer covers its 16 rows.
+    #[inline(always)]
+    unsafe fn store_sums(sums: [*mut f32; 4], stride: usize) {
+        // SAFETY: the caller guarantees the extents.
+        unsafe {
+            asm!(
+                "tilestored [{c0} + {stride}*1], tmm0",
+                "tilestored [{c1} + {stride}*1], tmm1",
+                "tilestored [{c2} + {stride}*1], tmm2",
+                "tilestored [{c3} + {stride}*1], tmm3",
+                c0 = in(reg) sums[0],
+                c1 = in(reg) sums[1],
+                c2 = in(reg) sums[2],
+                c3 = in(reg) sums[3],
+                stride = in(reg) stride,
+                options(nostack),
+            );
+        }
+    }
+
+    /// `steps` steps of the 2×2 product into the sum tiles: row-operand tiles from `a`
+    /// (step `s` at value offset `a_step·s`, rows `a_stride` bytes apart), column-operand
+    /// tiles contiguous from `b` (512 values per step): tmm0 += a0·b0, tmm1 += a0·b1,
+    /// tmm2 += a1·b0, tmm3 += a1·b1.
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; the operands cover `steps` steps.
+    #[inline(always)]
+    unsafe fn multiply_steps(a: [*const bf16; 2], a_step: usize, a_stride: usize, b: [*const bf16; 2], steps: usize) {
+        for s in 0..steps {
+            // SAFETY: the caller guarantees the extents read.
+            unsafe {
                 asm!(
                     "tileloadd tmm4, [{a0} + {a_stride}*1]",
-                    "tileloadd tmm6, [{p0} + {sixty_four}*1]",
+                    "tileloadd tmm6, [{b0} + {sixty_four}*1]",
                     "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tileloadd tmm7, [{p1} + {sixty_four}*1]",
+                    "tileloadd tmm7, [{b1} + {sixty_four}*1]",
                     "tdpbf16ps tmm1, tmm4, tmm7",
                     "tileloadd tmm5, [{a1} + {a_stride}*1]",
                     "tdpbf16ps tmm2, tmm5, tmm6",
                     "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a0.add(s * 32),
-                    a1 = in(reg) a1.add(s * 32),
+                    a0 = in(reg) a[0].add(s * a_step),
+                    a1 = in(reg) a[1].add(s * a_step),
                     a_stride = in(reg) a_stride,
-                    p0 = in(reg) b0.add(s * 512),
-                    p1 = in(reg) b1.add(s * 512),
+                    b0 = in(reg) b[0].add(s * TILE_VALUES),
+                    b1 = in(reg) b[1].add(s * TILE_VALUES),
                     sixty_four = in(reg) 64usize,
                     options(nostack, readonly),
                 );
             }
-            asm!(
-                "tilestored [{c00} + {stride}*1], tmm0",
-                "tilestored [{c01} + {stride}*1], tmm1",
-                "tilestored [{c10} + {stride}*1], tmm2",
-                "tilestored [{c11} + {stride}*1], tmm3",
-                c00 = in(reg) c,
-                c01 = in(reg) c.add(16),
-                c10 = in(reg) c.byte_add(16 * c_stride),
-                c11 = in(reg) c.byte_add(16 * c_stride).add(16),
-                stride = in(reg) c_stride,
-                options(nostack),
-            );
         }
     }
 }
