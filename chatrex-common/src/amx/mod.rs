@@ -25,10 +25,17 @@ use half::bf16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
+mod aligned;
+mod attention;
+mod rounding;
 mod tile_weight;
 mod tiles;
 
-pub use tile_weight::TileWeight;
+use aligned::CacheAligned;
+pub use rounding::round_to_bf16;
+
+pub use attention::{attention_bf16, attention_fits};
+pub use tile_weight::{RoundedRows, TileWeight};
 
 /// Rows (outputs or inputs) per tile.
 const TILE_ROWS: usize = 16;
@@ -95,7 +102,7 @@ pub fn supports(n: usize, k: usize) -> bool {
 /// the pair `x[i][2r]`, `x[i][2r+1]` of that step. Rows past `m` (up to a multiple of 32)
 /// are zeros.
 struct PackedInputs {
-    data: Vec<bf16>,
+    data: CacheAligned<bf16>,
     /// Row blocks of 32.
     blocks: usize,
     /// 32-value steps along `k`.
@@ -107,8 +114,10 @@ impl PackedInputs {
         let blocks = m.div_ceil(BLOCK);
         let steps = k / TILE_K;
         let tile = TILE_VALUES;
-        let mut data = vec![bf16::ZERO; blocks * 2 * steps * tile];
-        data.par_chunks_mut(steps * tile).enumerate().for_each_init(
+        // Recycled scratch: rows past `m` keep whatever they held, which only reaches the
+        // sums of those rows (never stored).
+        let mut data = CacheAligned::recycled(blocks * 2 * steps * tile);
+        data.as_mut_slice().par_chunks_mut(steps * tile).enumerate().for_each_init(
             || vec![bf16::ZERO; k],
             |rounded, (half_block, out)| {
                 let i0 = half_block * TILE_ROWS;
@@ -130,24 +139,8 @@ impl PackedInputs {
     /// The packed tiles of the 16-row half block `h`.
     fn half_block(&self, h: usize) -> &[bf16] {
         let len = self.steps * TILE_VALUES;
-        &self.data[h * len..(h + 1) * len]
+        &self.data.as_slice()[h * len..(h + 1) * len]
     }
-}
-
-/// `src` rounded to bf16 into `dst` (nearest even, as `bf16::from_f32`), vectorised.
-fn round_to_bf16(src: &[f32], dst: &mut [bf16]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = bf16::from_bits(round_to_bf16_bits(s.to_bits()));
-    }
-}
-
-/// The bits of the bf16 nearest to the f32 with bits `bits` (ties to even; NaN stays a
-/// quiet NaN), in integer operations that vectorise.
-#[inline(always)]
-fn round_to_bf16_bits(bits: u32) -> u16 {
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
-    let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
-    (if nan { (bits >> 16) | 0x40 } else { rounded }) as u16
 }
 
 /// A raw output pointer shared by tasks that write disjoint columns.
@@ -196,9 +189,13 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
         let nb0 = task * per_task;
         let blocks = per_task.min(full_blocks - nb0);
         // Weight chunk: [block][half][step][16 rows × 32], contiguous tiles.
-        let mut weight_chunk = vec![bf16::ZERO; blocks * 2 * CHUNK_STEPS * TILE_VALUES];
+        // Both scratch buffers are written before they are read (the first chunk's sums
+        // start from zero in the tiles).
+        let mut weight_buffer = CacheAligned::<bf16>::recycled(blocks * 2 * CHUNK_STEPS * TILE_VALUES);
+        let weight_chunk = weight_buffer.as_mut_slice();
         // f32 sums: [input block][weight block][4 tiles].
-        let mut sums = vec![0f32; packed.blocks * blocks * BLOCK_SUMS];
+        let mut sum_buffer = CacheAligned::<f32>::recycled(packed.blocks * blocks * BLOCK_SUMS);
+        let sums = sum_buffer.as_mut_slice();
         tiles::configure();
         let mut s0 = 0;
         while s0 < packed.steps {
@@ -268,7 +265,10 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
                 }
             }
         }
+        weight_buffer.recycle();
+        sum_buffer.recycle();
     });
+    packed.data.recycle();
     // Remaining outputs (fewer than 32): f32 dot products of converted rows with the same
     // bf16-rounded inputs.
     let tail = full_blocks * BLOCK;
@@ -302,24 +302,6 @@ mod tests {
             }
         }
         y
-    }
-
-    #[test]
-    fn rounding_matches_half_on_edge_values() {
-        // Ties (1 + 2⁻⁸ rounds down to even, 1 + 3·2⁻⁸ up), subnormals, huge and infinite values.
-        let values = [
-            0.0f32, -0.0, 1.0, f32::from_bits(0x3f80_8000), f32::from_bits(0x3f81_8000), -2.5e-39, 3.0e38, f32::MAX, f32::MIN_POSITIVE,
-            f32::INFINITY, f32::NEG_INFINITY, 1.0 + f32::EPSILON, 0.1, -7.3,
-        ];
-        for v in values.into_iter().chain((0..10_000).map(|i| f32::from_bits(i * 429_497 + 12_345))) {
-            let ours = round_to_bf16_bits(v.to_bits());
-            let theirs = bf16::from_f32(v);
-            if v.is_nan() {
-                assert!(bf16::from_bits(ours).is_nan(), "{v:e}");
-            } else {
-                assert_eq!(ours, theirs.to_bits(), "{v:e}");
-            }
-        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! the language model, whose 7B weights must not be copied and are also read by the decode
 //! GEMV, keeps its weights as stored and uses [`super::matmul_t_bf16`] instead.
 
-use super::{BLOCK, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, round_to_bf16, tiles};
+use super::{BLOCK, CacheAligned, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, round_to_bf16, tiles};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -24,7 +24,7 @@ const PAIRS_PER_TASK: usize = 4;
 pub struct TileWeight {
     n: usize,
     k: usize,
-    data: Vec<bf16>,
+    data: CacheAligned<bf16>,
 }
 
 impl TileWeight {
@@ -41,8 +41,8 @@ impl TileWeight {
             return None;
         }
         let steps = k / TILE_K;
-        let mut data = vec![bf16::ZERO; n * k];
-        data.par_chunks_mut(steps * TILE_VALUES).enumerate().for_each(|(block, tiles)| {
+        let mut data = CacheAligned::zeroed(n * k);
+        data.as_mut_slice().par_chunks_mut(steps * TILE_VALUES).enumerate().for_each(|(block, tiles)| {
             for (s, tile) in tiles.chunks_exact_mut(TILE_VALUES).enumerate() {
                 for c in 0..TILE_ROWS {
                     let row = &w[(block * TILE_ROWS + c) * k + s * TILE_K..][..TILE_K];
@@ -54,6 +54,17 @@ impl TileWeight {
             }
         });
         Some(Self { n, k, data })
+    }
+
+    /// A weight `[n, k]` from tiles the caller laid out in this order (`n · k` values;
+    /// `None` when the shapes do not [`fit`](Self::fits) or the length differs).
+    pub(super) fn from_tiles(data: CacheAligned<bf16>, n: usize, k: usize) -> Option<Self> {
+        (Self::fits(n, k) && data.as_slice().len() == n * k).then_some(Self { n, k, data })
+    }
+
+    /// The tiles, handed back (e.g. to [`CacheAligned::recycle`] a per-call weight).
+    pub(super) fn into_tiles(self) -> CacheAligned<bf16> {
+        self.data
     }
 
     /// Outputs.
@@ -68,15 +79,25 @@ impl TileWeight {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.len() * 2
+        self.data.as_slice().len() * 2
     }
 
     /// `y[m, n] = x[m, k] · Wᵀ` on all rayon threads, the inputs rounded to bf16 (nearest
     /// even, as PyTorch's bf16 products) and the sums in f32. Returns `false`, computing
     /// nothing, when a slice is shorter than its shape.
     pub fn matmul_t(&self, x: &[f32], m: usize, y: &mut [f32]) -> bool {
-        let (n, k) = (self.n, self.k);
-        if x.len() < m * k || y.len() < m * n {
+        if x.len() < m * self.k {
+            return false;
+        }
+        self.matmul_t_rounded(&RoundedRows::from_f32(x, m, self.k), y)
+    }
+
+    /// [`matmul_t`](Self::matmul_t) of inputs already rounded: `y [m, n]` for the `m` rows of
+    /// `x`. Returns `false`, computing nothing, when `x` has another width than the weight or
+    /// `y` is shorter than `m · n`.
+    pub fn matmul_t_rounded(&self, x: &RoundedRows, y: &mut [f32]) -> bool {
+        let (n, k, m) = (self.n, self.k, x.m);
+        if x.k != k || y.len() < m * n {
             return false;
         }
         if m == 0 {
@@ -84,36 +105,39 @@ impl TileWeight {
         }
         let steps = k / TILE_K;
         let row_blocks = m.div_ceil(BLOCK);
-        // Rows one cache line longer than k values, so that the 16 rows of a tile, loaded
-        // with this stride, fall in different L1 sets (at a power-of-two stride they would all
-        // compete for the same few).
-        let stride = k + TILE_K;
-        let rounded = round_rows(x, m, k, stride, row_blocks * BLOCK);
+        let stride = x.stride;
+        let rounded = x.data.as_slice();
         let out = OutPtr(y.as_mut_ptr());
         let pairs = n / BLOCK;
         let per_task = (pairs / (4 * rayon::current_num_threads()).max(1)).clamp(1, PAIRS_PER_TASK);
         let tasks = pairs.div_ceil(per_task);
-        let pair_tiles = |p: usize, half: usize| &self.data[(2 * p + half) * steps * TILE_VALUES..];
+        let pair_tiles = |p: usize, half: usize| &self.data.as_slice()[(2 * p + half) * steps * TILE_VALUES..];
+        // The tiles store their sums straight into `y` when its rows start cache lines (a row
+        // that straddles two lines is stored at a fraction of the rate; see `aligned`), else
+        // into a local aligned block that is then copied.
+        let direct = (y.as_ptr() as usize).is_multiple_of(64);
+
         (0..tasks).into_par_iter().for_each(|task| {
             let first = task * per_task;
             let last = (first + per_task).min(pairs);
-            // Sums of the last, partial block of rows: [32 rows][32 outputs].
-            let mut partial = [0f32; BLOCK * BLOCK];
+            // Sums of one block when not stored in place: [32 rows][32 outputs].
+            let mut local = BlockSums([0f32; BLOCK * BLOCK]);
             tiles::configure();
             for rb in 0..row_blocks {
                 let a0 = &rounded[rb * BLOCK * stride..];
                 let a1 = &rounded[(rb * BLOCK + TILE_ROWS) * stride..];
-                let full = (rb + 1) * BLOCK <= m;
+                let rows = BLOCK.min(m - rb * BLOCK);
+                let in_place = direct && rows == BLOCK;
                 for p in first..last {
                     let (b0, b1) = (pair_tiles(p, 0), pair_tiles(p, 1));
-                    let (c, c_stride) = if full {
-                        // SAFETY (of the offset): rows rb·32 .. +32 < m and columns
+                    let (c, c_stride) = if in_place {
+                        // SAFETY (of the offset): rows rb·32 .. +32 ≤ m and columns
                         // p·32 .. +32 ≤ n lie inside y [m, n].
                         #[allow(unsafe_code)]
                         let c = unsafe { out.get().add(rb * BLOCK * n + p * BLOCK) };
                         (c, n * 4)
                     } else {
-                        (partial.as_mut_ptr(), BLOCK * 4)
+                        (local.0.as_mut_ptr(), BLOCK * 4)
                     };
                     // SAFETY: `rounded` holds 32 rows of `stride` ≥ k values from `a0` (rows
                     // padded to a multiple of 32), `b0`/`b1` `steps` tiles each, `c` 32 rows of 32 f32
@@ -132,8 +156,8 @@ impl TileWeight {
                             c_stride,
                         );
                     }
-                    if !full {
-                        for (i, row) in partial.chunks_exact(BLOCK).take(m - rb * BLOCK).enumerate() {
+                    if !in_place {
+                        for (i, row) in local.0.chunks_exact(BLOCK).take(rows).enumerate() {
                             // SAFETY: row rb·32 + i < m, columns p·32 .. +32 ≤ n.
                             #[allow(unsafe_code)]
                             unsafe {
@@ -150,20 +174,69 @@ impl TileWeight {
     }
 }
 
-/// `x [m, k]` rounded to bf16, row-major with `stride` values per row (the padding zero),
-/// zero rows appended up to `rows`.
-fn round_rows(x: &[f32], m: usize, k: usize, stride: usize, rows: usize) -> Vec<bf16> {
-    let mut rounded = vec![bf16::ZERO; rows * stride];
-    let rows_per_task = (16 * 1024 / k).max(1);
-    rounded[..m * stride]
-        .par_chunks_mut(rows_per_task * stride)
-        .zip(x[..m * k].par_chunks(rows_per_task * k))
-        .for_each(|(dst, src)| {
-            for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(k)) {
-                round_to_bf16(s, d);
-            }
-        });
-    rounded
+/// The f32 sums of one 32×32 block, on a cache line.
+#[repr(C, align(64))]
+struct BlockSums([f32; BLOCK * BLOCK]);
+
+/// Activations rounded to bf16, laid out as the row operand of [`TileWeight`]'s tiles: `m`
+/// rows of `k` values, each row starting a cache line and one line longer than `k` values (so
+/// that the 16 rows of a tile fall in different L1 sets; at a power-of-two stride they would
+/// all compete for the same few), zero rows appended up to a multiple of 32.
+#[derive(Debug, Clone)]
+pub struct RoundedRows {
+    data: CacheAligned<bf16>,
+    m: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl RoundedRows {
+    /// `m` rows of `k` zeros.
+    pub fn zeros(m: usize, k: usize) -> Self {
+        let stride = k + TILE_K;
+        Self { data: CacheAligned::zeroed(m.div_ceil(BLOCK) * BLOCK * stride), m, k, stride }
+    }
+
+    /// `x [m, k]` rounded (rows in parallel), in a buffer recycled from this thread's last
+    /// one where possible. Values past row `m` are unspecified: the tiles read them, but the
+    /// sums of those rows are never stored. `x` must hold `m · k` values (fewer rows are
+    /// rounded if it is shorter, the rest unspecified).
+    pub fn from_f32(x: &[f32], m: usize, k: usize) -> Self {
+        let stride = k + TILE_K;
+        let mut rows = Self { data: CacheAligned::recycled(m.div_ceil(BLOCK) * BLOCK * stride), m, k, stride };
+        let rows_per_task = (16 * 1024 / k.max(1)).max(1);
+        rows.data.as_mut_slice()[..m * stride]
+            .par_chunks_mut(rows_per_task * stride)
+            .zip(x[..(m * k).min(x.len())].par_chunks(rows_per_task * k.max(1)))
+            .for_each(|(dst, src)| {
+                for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(k.max(1))) {
+                    round_to_bf16(s, d);
+                }
+            });
+        rows
+    }
+
+    /// Row `i < m` (`k` values) for the caller to fill, e.g. with [`round_to_bf16`].
+    pub fn row_mut(&mut self, i: usize) -> &mut [bf16] {
+        let start = i.min(self.m) * self.stride;
+        &mut self.data.as_mut_slice()[start..start + if i < self.m { self.k } else { 0 }]
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+}
+
+impl Drop for RoundedRows {
+    fn drop(&mut self) {
+        std::mem::replace(&mut self.data, CacheAligned::empty()).recycle();
+    }
 }
 
 #[cfg(test)]
