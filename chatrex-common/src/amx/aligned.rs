@@ -3,8 +3,9 @@
 //! A tile row that straddles two 64-byte lines costs two line reads; measured on this
 //! project's machine (one core, 2×2 tile steps): operands from L1 ≈ 1000 GMAC/s when every
 //! row starts a line against ≈ 210 when the buffer starts 16 bytes past one — which is where
-//! the system allocator puts large blocks. Every buffer the tiles load from or store to is
-//! one of these (with rows a whole number of lines long).
+//! the system allocator puts large blocks. Every buffer the tiles load from is one of these
+//! (with rows a whole number of lines long). (Stores of sums into a caller's output that
+//! straddle lines cost little: measured faster than storing aligned and copying.)
 //!
 //! Scratch buffers that are fully written before they are read (rounded inputs, packed
 //! weight chunks, sums) come [`recycled`](CacheAligned::recycled) from a per-thread spare
