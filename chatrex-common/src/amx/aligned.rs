@@ -12,7 +12,6 @@
 //! instead of freshly zeroed: a new multi-megabyte buffer costs a page fault per 4 KB (or a
 //! `memset`), measured at 20–35% of a 577-row tile product.
 
-use std::cell::Cell;
 
 /// `len` zeroed values of `T` starting on a 64-byte boundary (a few spare values are
 /// allocated in front to get there).
@@ -61,20 +60,25 @@ impl<T: Copy + Default> CacheAligned<T> {
     }
 }
 
-/// A per-thread spare buffer of one value type, for [`CacheAligned::recycled`].
+/// Spare buffers kept per thread and value type: enough for a product's input, its output
+/// and a packed weight chunk to be reused at once.
+const SPARES: usize = 3;
+
+/// Per-thread spare buffers of one value type, for [`CacheAligned::recycled`].
 pub(super) trait Spare: Copy + Default + 'static {
-    /// Runs `f` on this thread's spare slot for the type.
-    fn with_spare<R>(f: impl FnOnce(&Cell<Option<CacheAligned<Self>>>) -> R) -> R;
+    /// Runs `f` on this thread's spare buffers of the type.
+    fn with_spares<R>(f: impl FnOnce(&mut Vec<CacheAligned<Self>>) -> R) -> R;
 }
 
 macro_rules! spare_slot {
     ($t:ty) => {
         impl Spare for $t {
-            fn with_spare<R>(f: impl FnOnce(&Cell<Option<CacheAligned<Self>>>) -> R) -> R {
+            fn with_spares<R>(f: impl FnOnce(&mut Vec<CacheAligned<Self>>) -> R) -> R {
                 thread_local! {
-                    static SLOT: Cell<Option<CacheAligned<$t>>> = const { Cell::new(None) };
+                    static SPARES: std::cell::RefCell<Vec<CacheAligned<$t>>> = const { std::cell::RefCell::new(Vec::new()) };
                 }
-                SLOT.with(f)
+                // `f` only moves buffers in or out (no nested use of the slot).
+                SPARES.with_borrow_mut(f)
             }
         }
     };
@@ -83,33 +87,38 @@ spare_slot!(half::bf16);
 spare_slot!(f32);
 
 impl<T: Spare> CacheAligned<T> {
-    /// `len` values whose contents are unspecified (left from an earlier use, or zero): this
-    /// thread's spare buffer when it is large enough, else a new zeroed one. For scratch that
-    /// the caller writes in full before reading (or whose unwritten values it never uses).
+    /// `len` values whose contents are unspecified (left from an earlier use, or zero): the
+    /// smallest of this thread's spare buffers that is large enough, else a new zeroed one.
+    /// For scratch that the caller writes in full before reading (or whose unwritten values
+    /// it never uses).
     pub(super) fn recycled(len: usize) -> Self {
-        match T::with_spare(Cell::take) {
-            Some(mut spare) if spare.capacity() >= len => {
-                spare.len = len;
-                spare
+        let spare = T::with_spares(|spares| {
+            let best = spares
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| spares.swap_remove(i))
+        });
+        match spare {
+            Some(mut buffer) => {
+                buffer.len = len;
+                buffer
             }
-            other => {
-                // Too small: put it back for smaller requests.
-                if let Some(spare) = other {
-                    spare.recycle();
-                }
-                Self::zeroed(len)
-            }
+            None => Self::zeroed(len),
         }
     }
 
-    /// Hands the buffer to this thread's spare slot (which keeps the larger of the two).
+    /// Hands the buffer to this thread's spares (which keep the largest few).
     pub(super) fn recycle(self) {
-        T::with_spare(|slot| {
-            let keep = match slot.take() {
-                Some(old) if old.capacity() >= self.capacity() => old,
-                _ => self,
-            };
-            slot.set(Some(keep));
+        T::with_spares(|spares| {
+            spares.push(self);
+            if spares.len() > SPARES
+                && let Some((smallest, _)) = spares.iter().enumerate().min_by_key(|(_, b)| b.capacity())
+            {
+                spares.swap_remove(smallest);
+            }
         });
     }
 }
@@ -132,21 +141,29 @@ mod tests {
 
     #[test]
     fn recycled_buffers_are_reused_when_large_enough() {
-        let mut first = CacheAligned::<f32>::recycled(1000);
-        first.as_mut_slice()[0] = 7.0;
-        let address = first.as_slice().as_ptr();
-        first.recycle();
-        let again = CacheAligned::<f32>::recycled(500);
-        assert_eq!(again.as_slice().len(), 500);
-        assert_eq!(again.as_slice().as_ptr(), address, "the spare is reused");
-        assert_eq!(again.as_slice().as_ptr() as usize % LINE, 0);
-        again.recycle();
-        let larger = CacheAligned::<f32>::recycled(5000);
-        assert_eq!(larger.as_slice().len(), 5000);
-        assert_eq!(larger.as_slice().as_ptr() as usize % LINE, 0);
-        assert!(larger.as_slice().iter().all(|v| *v == 0.0), "a new buffer is zeroed");
-        larger.recycle();
-        // The smaller spare was kept while the larger one was out; the larger replaces it.
-        assert_eq!(CacheAligned::<f32>::recycled(5000).as_slice().len(), 5000);
+        // A thread of its own: the spares are per thread.
+        std::thread::spawn(|| {
+            let mut first = CacheAligned::<f32>::recycled(1000);
+            first.as_mut_slice()[0] = 7.0;
+            let address = first.as_slice().as_ptr();
+            first.recycle();
+            let again = CacheAligned::<f32>::recycled(500);
+            assert_eq!(again.as_slice().len(), 500);
+            assert_eq!(again.as_slice().as_ptr(), address, "the spare is reused");
+            assert_eq!(again.as_slice().as_ptr() as usize % LINE, 0);
+            let larger = CacheAligned::<f32>::recycled(5000);
+            assert_eq!(larger.as_slice().len(), 5000);
+            assert_eq!(larger.as_slice().as_ptr() as usize % LINE, 0);
+            assert!(larger.as_slice().iter().all(|v| *v == 0.0), "a new buffer is zeroed");
+            let larger_address = larger.as_slice().as_ptr();
+            again.recycle();
+            larger.recycle();
+            // Both are kept; each request gets the smallest that fits.
+            let small = CacheAligned::<f32>::recycled(800);
+            assert_eq!(small.as_slice().as_ptr(), address);
+            assert_eq!(CacheAligned::<f32>::recycled(4000).as_slice().as_ptr(), larger_address);
+        })
+        .join()
+        .expect("the test thread");
     }
 }

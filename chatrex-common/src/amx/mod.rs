@@ -144,21 +144,27 @@ impl PackedInputs {
 }
 
 /// A raw output pointer shared by tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+struct OutPtr<T = f32>(*mut T);
 
-impl OutPtr {
+impl<T> Clone for OutPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for OutPtr<T> {}
+
+impl<T> OutPtr<T> {
     /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
-    fn get(self) -> *mut f32 {
+    fn get(self) -> *mut T {
         self.0
     }
 }
 // SAFETY: tasks write disjoint column ranges of the output (their own blocks of outputs).
 #[allow(unsafe_code)]
-unsafe impl Send for OutPtr {}
+unsafe impl<T> Send for OutPtr<T> {}
 // SAFETY: as above.
 #[allow(unsafe_code)]
-unsafe impl Sync for OutPtr {}
+unsafe impl<T> Sync for OutPtr<T> {}
 
 /// 32-value steps of the reduction per chunk: the packed inputs of one 32-row block for a
 /// chunk (32 KB) stay in L1 while every weight block of the task runs against them.

@@ -10,6 +10,7 @@
 //! GEMV, keeps its weights as stored and uses [`super::matmul_t_bf16`] instead.
 
 use super::{BLOCK, CacheAligned, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, round_to_bf16, tiles};
+use crate::host_ops::{Activation, bias_activation_row};
 use half::bf16;
 use rayon::prelude::*;
 
@@ -96,79 +97,107 @@ impl TileWeight {
     /// `x`. Returns `false`, computing nothing, when `x` has another width than the weight or
     /// `y` is shorter than `m · n`.
     pub fn matmul_t_rounded(&self, x: &RoundedRows, y: &mut [f32]) -> bool {
-        let (n, k, m) = (self.n, self.k, x.m);
-        if x.k != k || y.len() < m * n {
+        let (n, m) = (self.n, x.m);
+        if x.k != self.k || y.len() < m * n {
             return false;
         }
-        if m == 0 {
-            return true;
+        let out = OutPtr(y.as_mut_ptr());
+        // The tiles store their sums straight into `y`, lines straddled or not (measured: faster
+        // than storing into an aligned local block and copying), except for a last, partial
+        // block of rows, which is copied from the local block.
+        self.for_each_block(x, Some((out, n)), |rb, p, rows, sums| {
+            for (i, row) in sums.chunks_exact(BLOCK).take(rows).enumerate() {
+                // SAFETY: row rb·32 + i < m and columns p·32 .. +32 ≤ n lie inside y [m, n];
+                // no other task writes these columns.
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::ptr::copy_nonoverlapping(row.as_ptr(), out.get().add((rb * BLOCK + i) * n + p * BLOCK), BLOCK);
+                }
+            }
+        });
+        true
+    }
+
+    /// `activation(x · Wᵀ + bias)` rounded to bf16, as the row operand of the next tile
+    /// product (`[m, n]`): the bias, the activation and the rounding run on each 32×32 block
+    /// of sums while it is in L1, so the f32 product is never written out (for an MLP's first
+    /// layer, whose output is the widest tensor of the block). `None` when `x` has another
+    /// width than the weight or `bias` fewer than `n` values.
+    pub fn matmul_t_activated(&self, x: &RoundedRows, bias: &[f32], activation: Activation) -> Option<RoundedRows> {
+        let (n, m) = (self.n, x.m);
+        if x.k != self.k || bias.len() < n {
+            return None;
         }
-        let steps = k / TILE_K;
+        let mut hidden = RoundedRows::recycled(m, n);
+        let (stride, out) = (hidden.stride, OutPtr(hidden.data.as_mut_slice().as_mut_ptr()));
+        self.for_each_block(x, None, |rb, p, rows, sums| {
+            let bias = &bias[p * BLOCK..(p + 1) * BLOCK];
+            for (i, row) in sums.chunks_exact_mut(BLOCK).take(rows).enumerate() {
+                bias_activation_row(row, bias, activation);
+                // SAFETY: row rb·32 + i < m and columns p·32 .. +32 ≤ n lie inside `hidden`
+                // (rows of `stride` ≥ n values); no other task writes these columns.
+                #[allow(unsafe_code)]
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add((rb * BLOCK + i) * stride + p * BLOCK), BLOCK) };
+                round_to_bf16(row, dst);
+            }
+        });
+        Some(hidden)
+    }
+
+    /// Runs the 2×2 tile product of `x` against every 32-output block of the weight, tasks
+    /// over groups of blocks on all rayon threads, and hands each 32×32 block of sums to
+    /// `finish(row block, output block, rows, sums)` — except full blocks of rows when
+    /// `direct` names an output `[m, n]` f32, into which their sums are stored by the tiles.
+    fn for_each_block<F>(&self, x: &RoundedRows, direct: Option<(OutPtr, usize)>, finish: F)
+    where
+        F: Fn(usize, usize, usize, &mut [f32]) + Sync,
+    {
+        let m = x.m;
+        if m == 0 {
+            return;
+        }
+        let steps = self.k / TILE_K;
         let row_blocks = m.div_ceil(BLOCK);
         let stride = x.stride;
         let rounded = x.data.as_slice();
-        let out = OutPtr(y.as_mut_ptr());
-        let pairs = n / BLOCK;
+        let pairs = self.n / BLOCK;
         let per_task = (pairs / (4 * rayon::current_num_threads()).max(1)).clamp(1, PAIRS_PER_TASK);
         let tasks = pairs.div_ceil(per_task);
         let pair_tiles = |p: usize, half: usize| &self.data.as_slice()[(2 * p + half) * steps * TILE_VALUES..];
-        // The tiles store their sums straight into `y`, lines straddled or not (measured: faster
-        // than storing into an aligned local block and copying), except for a last, partial
-        // block of rows.
         (0..tasks).into_par_iter().for_each(|task| {
             let first = task * per_task;
             let last = (first + per_task).min(pairs);
-            // Sums of the last, partial block of rows: [32 rows][32 outputs].
             let mut local = BlockSums([0f32; BLOCK * BLOCK]);
             tiles::configure();
             for rb in 0..row_blocks {
                 let a0 = &rounded[rb * BLOCK * stride..];
                 let a1 = &rounded[(rb * BLOCK + TILE_ROWS) * stride..];
                 let rows = BLOCK.min(m - rb * BLOCK);
-                let in_place = rows == BLOCK;
+                let target = direct.filter(|_| rows == BLOCK);
                 for p in first..last {
                     let (b0, b1) = (pair_tiles(p, 0), pair_tiles(p, 1));
-                    let (c, c_stride) = if in_place {
+                    let (c, c_stride) = match target {
                         // SAFETY (of the offset): rows rb·32 .. +32 ≤ m and columns
-                        // p·32 .. +32 ≤ n lie inside y [m, n].
+                        // p·32 .. +32 ≤ n lie inside the direct output [m, n].
                         #[allow(unsafe_code)]
-                        let c = unsafe { out.get().add(rb * BLOCK * n + p * BLOCK) };
-                        (c, n * 4)
-                    } else {
-                        (local.0.as_mut_ptr(), BLOCK * 4)
+                        Some((out, n)) => (unsafe { out.get().add(rb * BLOCK * n + p * BLOCK) }, n * 4),
+                        None => (local.0.as_mut_ptr(), BLOCK * 4),
                     };
                     // SAFETY: `rounded` holds 32 rows of `stride` ≥ k values from `a0` (rows
-                    // padded to a multiple of 32), `b0`/`b1` `steps` tiles each, `c` 32 rows of 32 f32
-                    // at `c_stride` (inside y, or the local block); tiles are configured
-                    // on this thread; no other task writes these columns.
+                    // padded to a multiple of 32), `b0`/`b1` `steps` tiles each, `c` 32 rows of
+                    // 32 f32 at `c_stride` (inside the direct output, or the local block);
+                    // tiles are configured on this thread; no other task writes these columns.
                     #[allow(unsafe_code)]
                     unsafe {
-                        tiles::block_2x2_rows(
-                            a0.as_ptr(),
-                            a1.as_ptr(),
-                            stride * 2,
-                            b0.as_ptr(),
-                            b1.as_ptr(),
-                            steps,
-                            c,
-                            c_stride,
-                        );
+                        tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
                     }
-                    if !in_place {
-                        for (i, row) in local.0.chunks_exact(BLOCK).take(rows).enumerate() {
-                            // SAFETY: row rb·32 + i < m, columns p·32 .. +32 ≤ n.
-                            #[allow(unsafe_code)]
-                            unsafe {
-                                let dst = out.get().add((rb * BLOCK + i) * n + p * BLOCK);
-                                std::ptr::copy_nonoverlapping(row.as_ptr(), dst, BLOCK);
-                            }
-                        }
+                    if target.is_none() {
+                        finish(rb, p, rows, &mut local.0);
                     }
                 }
             }
             tiles::release();
         });
-        true
     }
 }
 
@@ -200,8 +229,8 @@ impl RoundedRows {
     /// sums of those rows are never stored. `x` must hold `m · k` values (fewer rows are
     /// rounded if it is shorter, the rest unspecified).
     pub fn from_f32(x: &[f32], m: usize, k: usize) -> Self {
-        let stride = k + TILE_K;
-        let mut rows = Self { data: CacheAligned::recycled(m.div_ceil(BLOCK) * BLOCK * stride), m, k, stride };
+        let mut rows = Self::recycled(m, k);
+        let stride = rows.stride;
         let rows_per_task = (16 * 1024 / k.max(1)).max(1);
         rows.data.as_mut_slice()[..m * stride]
             .par_chunks_mut(rows_per_task * stride)
@@ -212,6 +241,18 @@ impl RoundedRows {
                 }
             });
         rows
+    }
+
+    /// `m` rows of `k` unspecified values, recycled from this thread's spare where possible.
+    fn recycled(m: usize, k: usize) -> Self {
+        let stride = k + TILE_K;
+        Self { data: CacheAligned::recycled(m.div_ceil(BLOCK) * BLOCK * stride), m, k, stride }
+    }
+
+    /// Row `i < m` (`k` values; empty past `m`).
+    pub fn row(&self, i: usize) -> &[bf16] {
+        let start = i.min(self.m) * self.stride;
+        &self.data.as_slice()[start..start + if i < self.m { self.k } else { 0 }]
     }
 
     /// Row `i < m` (`k` values) for the caller to fill, e.g. with [`round_to_bf16`].
@@ -261,5 +302,38 @@ mod tests {
         }
         assert!(TileWeight::pack(&[bf16::ZERO; 48 * 32], 48, 32).is_none(), "48 outputs are not whole 32-blocks");
         assert!(TileWeight::pack(&[bf16::ZERO; 32 * 48], 32, 48).is_none(), "48 inputs are not whole steps");
+    }
+
+    /// The fused epilogue computes exactly what the product, the bias and activation pass and
+    /// the rounding compute one after the other.
+    #[test]
+    fn activated_product_equals_its_unfused_steps() {
+        if !available() {
+            eprintln!("AMX not available on this CPU: nothing to test here");
+            return;
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for &(m, n, k) in &[(1, 32, 32), (45, 64, 96), (70, 128, 64)] {
+            let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
+            let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+            let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
+            for activation in [Activation::Gelu, Activation::QuickGelu, Activation::Identity] {
+                let hidden = packed.matmul_t_activated(&RoundedRows::from_f32(&x, m, k), &bias, activation).expect("widths match");
+                let mut y = vec![0f32; m * n];
+                assert!(packed.matmul_t(&x, m, &mut y));
+                for (i, row) in y.chunks_exact_mut(n).enumerate() {
+                    bias_activation_row(row, &bias, activation);
+                    let mut want = vec![bf16::ZERO; n];
+                    round_to_bf16(row, &mut want);
+                    assert_eq!(hidden.row(i), &want[..], "m={m} n={n} k={k} {activation:?}: row {i}");
+                }
+                assert_eq!((hidden.rows(), hidden.cols()), (m, n));
+            }
+        }
+        let packed = TileWeight::pack(&[bf16::ZERO; 32 * 32], 32, 32).expect("shapes fit");
+        assert!(packed.matmul_t_activated(&RoundedRows::zeros(3, 64), &[0.0; 32], Activation::Gelu).is_none(), "width 64 ≠ 32");
+        assert!(packed.matmul_t_activated(&RoundedRows::zeros(3, 32), &[0.0; 16], Activation::Gelu).is_none(), "short bias");
     }
 }

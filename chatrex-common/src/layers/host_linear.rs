@@ -82,6 +82,15 @@ impl HostLinear {
         matches!(self.weight, HostWeight::InOut(_))
     }
 
+    /// The weight in AMX tile order, when it is held so (bf16 weights on a CPU with tiles),
+    /// for callers that chain tile products without an f32 round trip.
+    pub fn tile_weight(&self) -> Option<&crate::amx::TileWeight> {
+        match &self.weight {
+            HostWeight::Tiles(tiles) => Some(tiles),
+            _ => None,
+        }
+    }
+
     /// Input width.
     pub fn d_in(&self) -> usize {
         self.d_in

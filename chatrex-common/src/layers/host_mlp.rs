@@ -1,6 +1,7 @@
 //! A residual two-layer MLP over host rows, run over blocks of tokens in parallel.
 
 use crate::host_ops::{Activation, add_scaled_residual, add_scaled_residual_row, bias_activation, bias_activation_row};
+use crate::amx::RoundedRows;
 use crate::layers::HostLinear;
 use rayon::prelude::*;
 
@@ -29,6 +30,24 @@ pub fn residual_mlp(
         return;
     }
     let tokens = input.len() / d;
+    if let (Some(tiles1), Some(tiles2)) = (fc1.tile_weight(), fc2.tile_weight()) {
+        // bf16 weights on AMX tiles: fc1's bias, activation and rounding run on its blocks of
+        // sums, so the hidden activation exists only as fc2's bf16 input rows.
+        let block = (LARGE_HIDDEN_VALUES / hidden_width).max(1);
+        for (x, input) in x.chunks_mut(block * d).zip(input.chunks(block * d)) {
+            let n = input.len() / d;
+            let rows = RoundedRows::from_f32(input, n, d);
+            let Some(hidden) = tiles1.matmul_t_activated(&rows, &fc1.bias, activation) else {
+                return;
+            };
+            drop(rows);
+            let mut out = vec![0f32; n * d];
+            if tiles2.matmul_t_rounded(&hidden, &mut out) {
+                add_scaled_residual(x, &out, &fc2.bias, scale);
+            }
+        }
+        return;
+    }
     if !(fc1.is_f32() && fc2.is_f32()) {
         // 16-bit weights: each product runs on all threads (converting the weight, or on AMX
         // tiles), over large blocks of tokens so that the hidden activation stays bounded.
