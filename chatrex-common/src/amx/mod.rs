@@ -100,7 +100,8 @@ pub fn supports(n: usize, k: usize) -> bool {
 /// `x [m, k]` f32 rounded to bf16 and packed for the tiles: blocks of 16 rows; in each, per
 /// 32-value step of `k`, a 16×64-byte tile whose row `r` holds, for each of the 16 rows `i`,
 /// the pair `x[i][2r]`, `x[i][2r+1]` of that step. Rows past `m` (up to a multiple of 32)
-/// are zeros.
+/// hold unspecified values (recycled scratch): they only reach the sums of those rows,
+/// which are never written out.
 struct PackedInputs {
     data: CacheAligned<bf16>,
     /// Row blocks of 32.
@@ -114,8 +115,6 @@ impl PackedInputs {
         let blocks = m.div_ceil(BLOCK);
         let steps = k / TILE_K;
         let tile = TILE_VALUES;
-        // Recycled scratch: rows past `m` keep whatever they held, which only reaches the
-        // sums of those rows (never stored).
         let mut data = CacheAligned::recycled(blocks * 2 * steps * tile);
         data.as_mut_slice().par_chunks_mut(steps * tile).enumerate().for_each_init(
             || vec![bf16::ZERO; k],

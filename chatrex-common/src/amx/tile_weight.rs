@@ -208,7 +208,9 @@ struct BlockSums([f32; BLOCK * BLOCK]);
 /// Activations rounded to bf16, laid out as the row operand of [`TileWeight`]'s tiles: `m`
 /// rows of `k` values, each row starting a cache line and one line longer than `k` values (so
 /// that the 16 rows of a tile fall in different L1 sets; at a power-of-two stride they would
-/// all compete for the same few), zero rows appended up to a multiple of 32.
+/// all compete for the same few), rows appended up to a multiple of 32 (zero from
+/// [`zeros`](Self::zeros), unspecified from [`from_f32`](Self::from_f32): the tiles read them,
+/// but the sums of those rows are never stored).
 #[derive(Debug, Clone)]
 pub struct RoundedRows {
     data: CacheAligned<bf16>,

@@ -30,15 +30,19 @@ pub fn residual_mlp(
         return;
     }
     let tokens = input.len() / d;
-    if let (Some(tiles1), Some(tiles2)) = (fc1.tile_weight(), fc2.tile_weight()) {
+    if let (Some(tiles1), Some(tiles2)) = (fc1.tile_weight(), fc2.tile_weight())
+        && fc1.bias.len() == hidden_width
+        && fc2.d_in() == hidden_width
+    {
         // bf16 weights on AMX tiles: fc1's bias, activation and rounding run on its blocks of
-        // sums, so the hidden activation exists only as fc2's bf16 input rows.
+        // sums, so the hidden activation exists only as fc2's bf16 input rows. (Neither
+        // product can refuse its operands after the width checks above.)
         let block = (LARGE_HIDDEN_VALUES / hidden_width).max(1);
         for (x, input) in x.chunks_mut(block * d).zip(input.chunks(block * d)) {
             let n = input.len() / d;
             let rows = RoundedRows::from_f32(input, n, d);
             let Some(hidden) = tiles1.matmul_t_activated(&rows, &fc1.bias, activation) else {
-                return;
+                continue;
             };
             drop(rows);
             let mut out = vec![0f32; n * d];
