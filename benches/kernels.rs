@@ -1,8 +1,9 @@
 //! The CPU weight-stationary kernels alone: `[m, 4096] × [11008, 4096]ᵀ` (a Llama-7B MLP
 //! matrix) for m = 1 (decode) and m = 128 (prefill block), f32 / f16 / bf16, against the
 //! measured memory bandwidth; the two bf16 tile layouts (in place, for the LLM, and
-//! `TileWeight`, for the towers) on tower shapes, where the CPU has AMX; the 7×7 depthwise
-//! convolution on ConvNeXt-L's stage shapes.
+//! `TileWeight`, for the towers) on tower shapes, and CLIP-L's attention on tiles, where the
+//! CPU has AMX; the softmax numerators of one head's scores; the 7×7 depthwise convolution on
+//! ConvNeXt-L's stage shapes.
 
 mod common;
 
@@ -70,7 +71,26 @@ fn kernels(c: &mut Criterion) {
             group.bench_function(format!("tile_order_{m}x{n}x{k}"), |b| b.iter(|| tiles.matmul_t(&x, m, &mut y)));
         }
         group.finish();
+
+        // CLIP-L's attention (577 tokens, 16 heads of 64) with both products on tiles; its
+        // work counted as the two products' multiply-adds (keys padded to 608).
+        let mut group = c.benchmark_group("amx_attention");
+        let (tokens, heads, d) = (577usize, 16usize, 1024usize);
+        let qkv: Vec<f32> = (0..tokens * d).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        group.throughput(Throughput::Elements((2 * heads * tokens * 608 * (d / heads)) as u64));
+        group.bench_function(format!("tiles_{tokens}x{heads}x{}", d / heads), |b| {
+            b.iter(|| chatrex::common::amx::attention_bf16(&qkv, &qkv, &qkv, tokens, heads, 0.125))
+        });
+        group.finish();
     }
+
+    let mut group = c.benchmark_group("softmax_numerators");
+    let mut rows: Vec<f32> = (0..577 * 577).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("577x577", |b| {
+        b.iter(|| rows.chunks_exact_mut(577).map(chatrex::common::host_ops::softmax_numerators).sum::<f32>())
+    });
+    group.finish();
 
     let mut group = c.benchmark_group("depthwise_7x7");
     for (side, channels) in [(192usize, 192usize), (96, 384), (48, 768), (24, 1536)] {
