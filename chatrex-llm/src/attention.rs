@@ -2,6 +2,7 @@
 
 use crate::kv_cache::KvCache;
 use crate::rope::{apply_rope, apply_rope_rows};
+use chatrex_common::amx::{KvLayout, causal_attention_bf16};
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
 use chatrex_common::host_ops::softmax_row;
 use rayon::prelude::*;
@@ -109,6 +110,15 @@ impl Attention {
         let kv = cache.append_host(layer, &k, &v, (l, kvh, d)).map_err(LlmError::Request)?;
         let (total, head_stride) = (kv.len, kv.allocated * d);
         let scale = 1.0 / (d as f32).sqrt();
+        if self.tile_attention(l) {
+            let layout = KvLayout { heads: kvh, head_stride, row_stride: d, len: total };
+            if let Some(attended) = causal_attention_bf16(&q, l, h, d, kv.keys, kv.values, layout, start, scale) {
+                return self
+                    .o_proj
+                    .forward_rows(&attended, l)
+                    .ok_or_else(|| LlmError::Backend("host attention with device weights".into()));
+            }
+        }
         let per_head: Vec<Vec<f32>> = (0..h)
             .into_par_iter()
             .map(|head| {
@@ -145,6 +155,14 @@ impl Attention {
         self.o_proj
             .forward_rows(&attended, l)
             .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
+    }
+
+    /// Whether `l` new positions attend on AMX tiles: a bf16 model (its operands rounded to
+    /// bf16, as PyTorch's bf16 attention) on a CPU with tiles, heads whose width the tiles
+    /// fit, and at least one whole block of 32 queries (a prefill; decoding one position at a
+    /// time stays in f32, where a tile would be 31/32 padding).
+    fn tile_attention(&self, l: usize) -> bool {
+        l >= 32 && self.q_proj.is_host_bf16() && chatrex_common::amx::attention_fits(self.head_dim)
     }
 
     /// Whether every projection lives in host memory (the host path can run).

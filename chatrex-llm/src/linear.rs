@@ -90,6 +90,11 @@ impl LlmLinear {
         matches!(self, Self::Host { .. })
     }
 
+    /// Whether the weight lives in host memory in bf16 (the model runs in bf16 on the CPU).
+    pub fn is_host_bf16(&self) -> bool {
+        matches!(self, Self::Host { matrix, .. } if matches!(matrix.data, chatrex_common::host_matmul::HostData::BF16(_)))
+    }
+
     /// `[N, in]` → host values `[N, out]`.
     pub fn forward_host(&self, x: Tensor<2>) -> Vec<f32> {
         match self {

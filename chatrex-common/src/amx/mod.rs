@@ -34,7 +34,7 @@ mod tiles;
 use aligned::CacheAligned;
 pub use rounding::round_to_bf16;
 
-pub use attention::{attention_bf16, attention_fits};
+pub use attention::{KvLayout, attention_bf16, attention_fits, causal_attention_bf16};
 pub use tile_weight::{RoundedRows, TileWeight};
 
 /// Rows (outputs or inputs) per tile.
