@@ -1,5 +1,6 @@
 //! ConvNeXt stages on the CPU backend: channels-last f32 maps in host memory, the pointwise
-//! layers and the 2×2 downsampling convolutions as `gemm` products, and one fused pass for
+//! layers and the 2×2 downsampling convolutions as `gemm` products (on AMX tiles, inputs
+//! rounded to bf16, when the weights are bf16), and one fused pass for
 //! each of depthwise conv, layer norm, bias + GELU and bias + layer scale + residual (the
 //! tensor-op path spends about half its time in those element-wise passes).
 //!
@@ -91,7 +92,7 @@ impl HostDownsample {
         }
         Self {
             norm: HostLayerNorm::load(&vb.pp("0"), c_in, eps),
-            conv: HostLinear::from_out_in_f32(&reordered, 4 * c_in, c_out, vb.host_f32("1.bias", &[c_out])),
+            conv: HostLinear::from_out_in(&reordered, 4 * c_in, c_out, vb.host_f32("1.bias", &[c_out]), vb.dtype()),
         }
     }
 

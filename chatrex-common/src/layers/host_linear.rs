@@ -49,6 +49,20 @@ impl HostLinear {
         }
     }
 
+    /// From a weight in PyTorch's `[out, in]` order given as f32 values (e.g. reordered from
+    /// a convolution's) and a bias `[out]`, held as `dtype` would load it: bf16 weights in
+    /// AMX tile order where they fit (the values are rounded to bf16 — exact for values read
+    /// from a bf16 checkpoint), f32 otherwise.
+    pub fn from_out_in(weight: &[f32], d_in: usize, d_out: usize, bias: Vec<f32>, dtype: WeightDType) -> Self {
+        if dtype == WeightDType::BF16 && weight.len() >= d_in * d_out {
+            let rounded: Vec<half::bf16> = weight[..d_in * d_out].iter().map(|&v| half::bf16::from_f32(v)).collect();
+            if let Some(tiles) = crate::amx::TileWeight::pack(&rounded, d_out, d_in) {
+                return Self { weight: HostWeight::Tiles(tiles), d_in, d_out, bias };
+            }
+        }
+        Self::from_out_in_f32(weight, d_in, d_out, bias)
+    }
+
     /// From an f32 weight in PyTorch's `[out, in]` order (transposed here) and a bias `[out]`.
     pub fn from_out_in_f32(weight: &[f32], d_in: usize, d_out: usize, bias: Vec<f32>) -> Self {
         // Transposed in 32×32 tiles (a plain double loop misses the cache on every write).
