@@ -1,5 +1,6 @@
-//! A bf16 model whose heads fit AMX tiles (32 values): a prompt of 40 positions attends on
-//! tiles (causal, grouped queries, operands rounded to bf16), one position at a time in f32.
+//! A bf16 model whose heads fit AMX tiles (32 values): where the CPU has AMX, a prompt of 40
+//! positions attends on tiles (causal, grouped queries, operands rounded to bf16), one
+//! position at a time in f32.
 //! Both must give the same logits within bf16 rounding; a wrong mask, head mapping or cache
 //! layout gives errors of order 1.
 
@@ -34,5 +35,6 @@ fn tile_attention_prefill_matches_stepwise_decoding() {
     let stepwise: Vec<f32> = prompt.iter().chain(&more).flat_map(|&id| logits(&[id], &mut cache)).collect();
     let between = chatrex_common::parity::compare(&prefill, &stepwise);
     println!("prefill (tile attention) vs stepwise (f32 attention): {between}");
+    // Measured 7.0e-3 with tile attention (5.5e-3 with f32 attention); a non-causal mask 0.94.
     assert!(between.rel < 1e-2, "{between}");
 }
