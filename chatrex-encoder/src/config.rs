@@ -113,8 +113,8 @@ pub struct ConvNextConfig {
 }
 
 impl ConvNextConfig {
-    /// ConvNeXt-Large (LAION `convnext_large_d_320` trunk): depths [3,3,27,3],
-    /// dims [192,384,768,1536].
+    /// ConvNeXt-Large (LAION `convnext_large_d_320` trunk): depths \[3,3,27,3\],
+    /// dims \[192,384,768,1536\].
     pub fn large() -> Self {
         Self {
             depths: vec![3, 3, 27, 3],

@@ -6,7 +6,7 @@
 //!   grouped KV heads, [`kv_cache`] updated in place), prefill from token ids or embeddings.
 //! - [`tokenizer`]: `tokenizer.json` via the `tokenizers` crate, chunk-wise multimodal
 //!   encoding with the `-200`/`-300` placeholders, ChatRex tokens looked up by string.
-//! - [`generate`]: greedy or sampled decoding ([`sampling`]), stop conditions, streaming,
+//! - [`generate`](mod@generate): greedy or sampled decoding ([`sampling`]), stop conditions, streaming,
 //!   with [`retrieval`]'s `<objN>` range mask and the optional [`grammar`] constraint.
 //! - [`grounding`]: parser of `<ground>…</ground><objects>…</objects>` answers.
 

@@ -49,7 +49,7 @@ pub struct UpnConfig {
 }
 
 impl UpnConfig {
-    /// The released `upn_large.pth`: Swin-L (192, [2,2,18,2], [6,12,24,48], window 12),
+    /// The released `upn_large.pth`: Swin-L (192, \[2,2,18,2\], \[6,12,24,48\], window 12),
     /// d_model 256, 8 heads, 5 levels, 4 points, FFN 2048, 6+6 layers, 900 queries.
     pub fn large() -> Self {
         Self {

@@ -1,5 +1,5 @@
 //! UPN image preprocessing: resize (short side 800, long side ≤ 1333, Pillow bilinear with
-//! antialiasing), to [0,1], ImageNet normalisation.
+//! antialiasing), to \[0,1\], ImageNet normalisation.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use chatrex_common::image::{ResampleFilter, RgbImage, resize_rgb8};
