@@ -1,6 +1,6 @@
 //! Causal self-attention with grouped key/value heads and rotary embeddings.
 
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{HostKv, KvCache};
 use crate::rope::{apply_rope, apply_rope_rows};
 use chatrex_common::amx::{KvLayout, causal_attention_bf16};
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
@@ -97,7 +97,6 @@ impl Attention {
         layer: usize,
     ) -> Result<Vec<f32>, LlmError> {
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
-        let group = h / kvh;
         let project = |linear: &LlmLinear| {
             linear
                 .forward_rows(x, l)
@@ -108,17 +107,27 @@ impl Attention {
         apply_rope_rows(&mut k, d, cos, sin);
         let start = cache.len();
         let kv = cache.append_host(layer, &k, &v, (l, kvh, d)).map_err(LlmError::Request)?;
-        let (total, head_stride) = (kv.len, kv.allocated * d);
         let scale = 1.0 / (d as f32).sqrt();
-        if self.tile_attention(l) {
-            let layout = KvLayout { heads: kvh, head_stride, row_stride: d, len: total };
-            if let Some(attended) = causal_attention_bf16(&q, l, h, d, kv.keys, kv.values, layout, start, scale) {
-                return self
-                    .o_proj
-                    .forward_rows(&attended, l)
-                    .ok_or_else(|| LlmError::Backend("host attention with device weights".into()));
-            }
-        }
+        let layout = KvLayout { heads: kvh, head_stride: kv.allocated * d, row_stride: d, len: kv.len };
+        let on_tiles = self
+            .tile_attention(l)
+            .then(|| causal_attention_bf16(&q, l, h, d, kv.keys, kv.values, layout, start, scale))
+            .flatten();
+        let attended = match on_tiles {
+            Some(attended) => attended,
+            None => self.attend_f32(&q, l, &kv, start, scale)?,
+        };
+        self.o_proj
+            .forward_rows(&attended, l)
+            .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
+    }
+
+    /// Causal attention in f32 of `q [L, heads·D]` (positions `start ..`) over the host cache
+    /// `kv` → `[L, heads·D]`, heads in parallel, each reading its key/value head in place.
+    fn attend_f32(&self, q: &[f32], l: usize, kv: &HostKv, start: usize, scale: f32) -> Result<Vec<f32>, LlmError> {
+        let (h, d) = (self.heads, self.head_dim);
+        let group = h / self.kv_heads;
+        let (total, head_stride) = (kv.len, kv.allocated * d);
         let per_head: Vec<Vec<f32>> = (0..h)
             .into_par_iter()
             .map(|head| {
@@ -152,9 +161,7 @@ impl Attention {
                 row[head * d..(head + 1) * d].copy_from_slice(src);
             }
         }
-        self.o_proj
-            .forward_rows(&attended, l)
-            .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
+        Ok(attended)
     }
 
     /// Whether `l` new positions attend on AMX tiles: a bf16 model (its operands rounded to

@@ -219,6 +219,7 @@ fn pack_values_transposed(v: &[f32], layout: KvLayout, hd: usize, keys: usize) -
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{tile_test_rng, uniform};
     use super::*;
 
     /// f64 attention of the bf16-rounded q (scaled), k, v, with the softmax numerators
@@ -247,18 +248,12 @@ mod tests {
 
     #[test]
     fn tile_attention_matches_the_rounded_reference() {
-        if !available() {
-            eprintln!("AMX not available on this CPU: nothing to test here");
-            return;
-        }
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let Some(mut rng) = tile_test_rng(5) else { return };
         // Token counts below, at and past whole 32-key blocks (odd ones: a last key pair
         // with one row); one and several heads; 32 and 64 values per head.
         for &(n, heads, hd) in &[(1, 1, 32), (31, 2, 32), (32, 1, 64), (77, 3, 64), (130, 2, 32)] {
             let d = heads * hd;
-            let mut draw = |len: usize, amp: f32| (0..len).map(|_| rng.random_range(-amp..amp)).collect::<Vec<f32>>();
-            let (q, k, v) = (draw(n * d, 3.0), draw(n * d, 3.0), draw(n * d, 1.0));
+            let (q, k, v) = (uniform(&mut rng, n * d, 3.0), uniform(&mut rng, n * d, 3.0), uniform(&mut rng, n * d, 1.0));
             let scale = (hd as f32).powf(-0.5);
             // Every thread's spare buffers hold NaN: values the packing leaves unwritten
             // must never reach a result.
@@ -283,20 +278,14 @@ mod tests {
     /// `len` in use, queries at positions `start ..` (the cache already holds their keys).
     #[test]
     fn causal_grouped_attention_matches_the_rounded_reference() {
-        if !available() {
-            eprintln!("AMX not available on this CPU: nothing to test here");
-            return;
-        }
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let Some(mut rng) = tile_test_rng(9) else { return };
         // (queries, cached before them, heads, kv heads, head dim): a fresh prefill, a prefill
         // after cached tokens, one query (decode), grouped and plain heads.
         for &(n, start, heads, kv_heads, hd) in &[(40, 0, 4, 2, 32), (17, 30, 2, 1, 64), (1, 50, 2, 2, 32), (33, 0, 3, 3, 32)] {
             let len = start + n;
             let allocated = len + 7;
-            let mut draw = |count: usize, amp: f32| (0..count).map(|_| rng.random_range(-amp..amp)).collect::<Vec<f32>>();
-            let q = draw(n * heads * hd, 3.0);
-            let (k, v) = (draw(kv_heads * allocated * hd, 3.0), draw(kv_heads * allocated * hd, 1.0));
+            let q = uniform(&mut rng, n * heads * hd, 3.0);
+            let (k, v) = (uniform(&mut rng, kv_heads * allocated * hd, 3.0), uniform(&mut rng, kv_heads * allocated * hd, 1.0));
             let layout = KvLayout { heads: kv_heads, head_stride: allocated * hd, row_stride: hd, len };
             let scale = (hd as f32).powf(-0.5);
             let ours = causal_attention_bf16(&q, n, heads, hd, &k, &v, layout, start, scale).expect("heads fit");

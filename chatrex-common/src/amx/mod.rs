@@ -293,6 +293,27 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// The seeded generator of a tile test, or `None` (saying so) where the CPU has no AMX and
+    /// there is nothing to test.
+    pub(super) fn tile_test_rng(seed: u64) -> Option<StdRng> {
+        if !available() {
+            eprintln!("AMX not available on this CPU: nothing to test here");
+            return None;
+        }
+        Some(StdRng::seed_from_u64(seed))
+    }
+
+    /// `len` values drawn uniformly from (−amp, amp).
+    pub(super) fn uniform(rng: &mut StdRng, len: usize, amp: f32) -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-amp..amp)).collect()
+    }
+
+    /// `len` bf16 values drawn uniformly from (−1, 1).
+    pub(super) fn uniform_bf16(rng: &mut StdRng, len: usize) -> Vec<bf16> {
+        uniform(rng, len, 1.0).into_iter().map(bf16::from_f32).collect()
+    }
 
     /// f64 product of the bf16-rounded inputs: what the tiles compute, up to f32 summation.
     pub(super) fn reference(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
@@ -311,15 +332,10 @@ mod tests {
 
     #[test]
     fn tiles_match_the_rounded_product_on_ragged_shapes() {
-        if !available() {
-            eprintln!("AMX not available on this CPU: nothing to test here");
-            return;
-        }
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let Some(mut rng) = tile_test_rng(7) else { return };
         for &(m, n, k) in &[(1, 32, 32), (17, 45, 64), (33, 64, 96), (70, 100, 160), (40, 64, 1056), (32, 32, 4096)] {
-            let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
-            let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w = uniform_bf16(&mut rng, n * k);
+            let x = uniform(&mut rng, m * k, 1.0);
             let mut y = vec![f32::NAN; m * n];
             assert!(matmul_t_bf16(&w, n, k, &x, m, &mut y));
             let r = reference(&w, n, k, &x, m);

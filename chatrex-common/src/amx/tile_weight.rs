@@ -282,19 +282,15 @@ impl Drop for RoundedRows {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{tile_test_rng, uniform, uniform_bf16};
     use super::*;
 
     #[test]
     fn tile_order_matches_the_rounded_product() {
-        if !available() {
-            eprintln!("AMX not available on this CPU: nothing to test here");
-            return;
-        }
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let Some(mut rng) = tile_test_rng(11) else { return };
         for &(m, n, k) in &[(1, 32, 32), (17, 64, 64), (32, 32, 96), (70, 96, 160), (577, 128, 1024), (40, 64, 4096)] {
-            let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
-            let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w = uniform_bf16(&mut rng, n * k);
+            let x = uniform(&mut rng, m * k, 1.0);
             let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
             let mut y = vec![f32::NAN; m * n];
             assert!(packed.matmul_t(&x, m, &mut y));
@@ -310,16 +306,11 @@ mod tests {
     /// the rounding compute one after the other.
     #[test]
     fn activated_product_equals_its_unfused_steps() {
-        if !available() {
-            eprintln!("AMX not available on this CPU: nothing to test here");
-            return;
-        }
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let Some(mut rng) = tile_test_rng(12) else { return };
         for &(m, n, k) in &[(1, 32, 32), (45, 64, 96), (70, 128, 64)] {
-            let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
-            let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+            let w = uniform_bf16(&mut rng, n * k);
+            let x = uniform(&mut rng, m * k, 1.0);
+            let bias = uniform(&mut rng, n, 0.5);
             let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
             for activation in [Activation::Gelu, Activation::QuickGelu, Activation::Identity] {
                 let hidden = packed.matmul_t_activated(&RoundedRows::from_f32(&x, m, k), &bias, activation).expect("widths match");
