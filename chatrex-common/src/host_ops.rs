@@ -15,6 +15,38 @@ use rayon::prelude::*;
 /// Rows handed to one parallel task by the row-wise kernels.
 const ROWS_PER_TASK: usize = 16;
 
+/// The x86 feature levels the [`multiversion!`] kernels are compiled for.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeatureLevel {
+    /// AVX-512 F, DQ, BW and VL.
+    Avx512,
+    /// AVX2 and FMA.
+    Avx2,
+    /// Neither.
+    Portable,
+}
+
+/// This CPU's [`FeatureLevel`], detected once rather than feature by feature on every call
+/// (the row kernels run once per row: per 32 values in the tile products' epilogues).
+#[cfg(target_arch = "x86_64")]
+fn feature_level() -> FeatureLevel {
+    static LEVEL: std::sync::OnceLock<FeatureLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+        {
+            FeatureLevel::Avx512
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            FeatureLevel::Avx2
+        } else {
+            FeatureLevel::Portable
+        }
+    })
+}
+
 /// Defines `pub fn $name(args)` that runs `$body` compiled for the best available x86
 /// feature level (AVX-512, AVX2+FMA, or none).
 macro_rules! multiversion {
@@ -29,19 +61,14 @@ macro_rules! multiversion {
                 fn v4($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 fn v3($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512dq")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vl")
-                {
-                    // SAFETY: the features were just detected.
+                match feature_level() {
+                    // SAFETY: the level's features were detected.
                     #[allow(unsafe_code)]
-                    return unsafe { v4($($arg),*) };
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were just detected.
+                    FeatureLevel::Avx512 => return unsafe { v4($($arg),*) },
+                    // SAFETY: as above.
                     #[allow(unsafe_code)]
-                    return unsafe { v3($($arg),*) };
+                    FeatureLevel::Avx2 => return unsafe { v3($($arg),*) },
+                    FeatureLevel::Portable => {}
                 }
             }
             body($($arg),*)
@@ -361,9 +388,11 @@ multiversion! {
 const DW_LANES: usize = 64;
 
 multiversion! {
-    /// One output row of [`depthwise_conv`]: `out [W, C]` for input row `y`. Each output pixel
-    /// accumulates all taps for a block of channels in registers and is stored once.
-    pub fn depthwise_conv_row(
+    /// One output row of [`depthwise_conv`] on any kernel size (what [`depthwise_conv_row`]
+    /// runs when the blocked kernel does not apply): `out [W, C]` for input row `y`. Each
+    /// output pixel accumulates all taps for a block of channels in registers and is stored
+    /// once.
+    pub fn depthwise_conv_row_portable(
         input: &[f32],
         shape: (usize, usize, usize),
         weight: &[f32],
@@ -423,20 +452,34 @@ pub fn depthwise_conv(
 ) -> Vec<f32> {
     let mut out = vec![0f32; height * width * channels];
     let shape = (height, width, channels);
-    let blocked = depthwise_7x7::applies(input, shape, weight, bias, kernel);
     out.par_chunks_mut(width * channels).enumerate().for_each(|(y, row)| {
-        if blocked {
-            // SAFETY: `applies` checked the CPU features, the kernel size, the channel count
-            // and every slice length the blocked kernel reads.
-            #[allow(unsafe_code)]
-            unsafe {
-                depthwise_7x7::row(input, shape, weight, bias, y, row);
-            }
-        } else {
-            depthwise_conv_row(input, shape, weight, bias, kernel, y, row);
-        }
+        depthwise_conv_row(input, shape, weight, bias, kernel, y, row);
     });
     out
+}
+
+/// Output row `y` (`out [W, C]`) of [`depthwise_conv`], for callers that consume the
+/// convolution row by row (the blocked AVX-512 kernel for 7×7 kernels and whole 16-channel
+/// blocks, the portable one otherwise).
+pub fn depthwise_conv_row(
+    input: &[f32],
+    shape: (usize, usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    kernel: usize,
+    y: usize,
+    out: &mut [f32],
+) {
+    if depthwise_7x7::applies(input, shape, weight, bias, kernel) {
+        // SAFETY: `applies` checked the CPU features, the kernel size, the channel count and
+        // every slice length the blocked kernel reads; `row` checks `out`'s length.
+        #[allow(unsafe_code)]
+        unsafe {
+            depthwise_7x7::row(input, shape, weight, bias, y, out);
+        }
+        return;
+    }
+    depthwise_conv_row_portable(input, shape, weight, bias, kernel, y, out);
 }
 
 /// The 7×7 depthwise convolution (ConvNeXt's) blocked in registers on AVX-512: for 16

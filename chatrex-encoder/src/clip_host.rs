@@ -7,7 +7,8 @@
 //! rather than to `q`).
 
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
-use chatrex_common::host_ops::{Activation, add_scaled_residual, bias_activation, softmax_row};
+use chatrex_common::amx::RoundedRows;
+use chatrex_common::host_ops::{Activation, bias_activation, softmax_row};
 use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp};
 use chatrex_common::weights::{WeightDType, WeightLoader};
 use rayon::prelude::*;
@@ -63,15 +64,26 @@ impl HostClipLayer {
         let d = self.q_proj.d_in();
         let mut h = vec![0f32; n * d];
         self.layer_norm1.forward(x, &mut h);
+        // With the projections on AMX tiles, `h` is rounded to bf16 once for all three.
+        let rounded = self.q_proj.tile_weight().map(|_| RoundedRows::from_f32(&h, n, d));
         let project = |linear: &HostLinear| {
-            let mut y = linear.matmul(&h, n);
+            let mut y = match (linear.tile_weight(), &rounded) {
+                (Some(tiles), Some(rows)) => {
+                    let mut y = vec![0f32; n * linear.d_out()];
+                    if !tiles.matmul_t_rounded(rows, &mut y) {
+                        y = linear.matmul(&h, n);
+                    }
+                    y
+                }
+                _ => linear.matmul(&h, n),
+            };
             bias_activation(&mut y, &linear.bias, Activation::Identity);
             y
         };
         let (q, k, v) = (project(&self.q_proj), project(&self.k_proj), project(&self.v_proj));
+        drop(rounded);
         let attended = self.attention(&q, &k, &v, n)?;
-        let o = self.out_proj.matmul(&attended, n);
-        add_scaled_residual(x, &o, &self.out_proj.bias, None);
+        self.out_proj.add_to_residual(&attended, n, x, None);
 
         self.layer_norm2.forward(x, &mut h);
         residual_mlp(x, &h, &self.fc1, self.activation, &self.fc2, None);

@@ -7,9 +7,11 @@
 //! Same parameters and the same arithmetic as [`crate::convnext`]'s tensor path; only the
 //! order of floating-point sums differs.
 
-use chatrex_common::host_ops::{Activation, bias_activation, depthwise_conv};
-use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp};
+use chatrex_common::amx::{RoundedRows, round_to_bf16};
+use chatrex_common::host_ops::{Activation, bias_activation, depthwise_conv, depthwise_conv_row, layer_norm_row};
+use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp, residual_mlp_rounded};
 use chatrex_common::weights::WeightLoader;
+use rayon::prelude::*;
 
 /// Depthwise kernel size of a ConvNeXt block.
 const DW_KERNEL: usize = 7;
@@ -63,11 +65,43 @@ impl HostBlock {
     /// `x ← x + γ · fc2(GELU(fc1(norm(dwconv(x)))))` (the MLP over token blocks in parallel,
     /// see `residual_mlp`).
     fn forward(&self, x: &mut ChannelsLast) {
-        let c = x.channels;
-        let shape = (x.height, x.width, c);
+        if self.fc1.tile_weight().is_some() && self.fc2.tile_weight().is_some() {
+            // bf16 on AMX tiles: each image row is convolved and normalised in cache, straight
+            // into the bf16 rows fc1 reads (the f32 map between them is never written).
+            let rows = self.normed_rounded_rows(x);
+            if residual_mlp_rounded(&mut x.data, &rows, &self.fc1, Activation::Gelu, &self.fc2, Some(&self.gamma)) {
+                return;
+            }
+        }
+        self.forward_in_passes(x);
+    }
+
+    /// [`forward`](Self::forward) as separate passes over the whole map: convolution, norm,
+    /// then the MLP (f32 and f16 weights; the reference for the fused bf16 path).
+    fn forward_in_passes(&self, x: &mut ChannelsLast) {
+        let shape = (x.height, x.width, x.channels);
         let mut t = depthwise_conv(&x.data, shape, &self.dw_weight, &self.dw_bias, DW_KERNEL);
         self.norm.forward_in_place(&mut t);
         residual_mlp(&mut x.data, &t, &self.fc1, Activation::Gelu, &self.fc2, Some(&self.gamma));
+    }
+
+    /// `norm(dwconv(x))` rounded to bf16 `[H·W, C]`, one image row per task: the same values
+    /// as the f32 path rounds before its first product.
+    fn normed_rounded_rows(&self, x: &ChannelsLast) -> RoundedRows {
+        let (h, w, c) = (x.height, x.width, x.channels);
+        let norm = &self.norm;
+        let mut rows = RoundedRows::recycled(h * w, c);
+        rows.par_groups_mut(w).for_each_init(
+            || (vec![0f32; w * c], vec![0f32; c]),
+            |(conv, normed), (first, mut group)| {
+                depthwise_conv_row(&x.data, (h, w, c), &self.dw_weight, &self.dw_bias, DW_KERNEL, first / w.max(1), conv);
+                for (px, pixel) in conv.chunks_exact(c).enumerate().take(group.rows()) {
+                    layer_norm_row(pixel, &norm.weight, &norm.bias, norm.eps, normed);
+                    round_to_bf16(normed, group.row_mut(px));
+                }
+            },
+        );
+        rows
     }
 }
 
@@ -150,5 +184,33 @@ impl HostStage {
             block.forward(&mut x);
         }
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatrex_common::weights::WeightDType;
+
+    /// With bf16 weights on AMX tiles, a block convolves and normalises each image row straight
+    /// into the rounded rows of its first product: exactly the numbers of the separate passes.
+    #[test]
+    fn fused_bf16_block_equals_its_separate_passes() {
+        if !chatrex_common::amx::available() {
+            return;
+        }
+        let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
+        let vb = WeightLoader::random(3, &device, WeightDType::BF16);
+        let c = 64;
+        let block = HostBlock::load(&vb, c, 1e-6);
+        assert!(block.fc1.tile_weight().is_some(), "bf16 weights of whole tiles are held in tile order");
+        let (h, w) = (9, 11);
+        let data: Vec<f32> = (0..h * w * c).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0).collect();
+        let map = ChannelsLast { data, height: h, width: w, channels: c };
+        let (mut fused, mut passes) = (map.clone(), map.clone());
+        block.forward(&mut fused);
+        block.forward_in_passes(&mut passes);
+        assert_eq!(fused.data, passes.data);
+        assert_ne!(fused.data, map.data, "the block changed the map");
     }
 }

@@ -138,7 +138,7 @@ fn attend(
                     numerator_row[visible..total].fill(bf16::ZERO);
                 }
                 let value_tiles = pack_values_transposed(&v[kv_head..], layout, hd, keys)?;
-                let done = value_tiles.matmul_t_rounded(numerators, head_out);
+                let done = value_tiles.matmul_t_rounded(&*numerators, head_out);
                 value_tiles.into_tiles().recycle();
                 if !done {
                     return None;

@@ -35,7 +35,7 @@ use aligned::CacheAligned;
 pub use rounding::round_to_bf16;
 
 pub use attention::{KvLayout, attention_bf16, attention_fits, causal_attention_bf16};
-pub use tile_weight::{RoundedRows, TileWeight};
+pub use tile_weight::{RoundedRows, RoundedView, RowGroupMut, TileWeight};
 
 /// Rows (outputs or inputs) per tile.
 const TILE_ROWS: usize = 16;

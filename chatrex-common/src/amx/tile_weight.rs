@@ -10,13 +10,18 @@
 //! GEMV, keeps its weights as stored and uses [`super::matmul_t_bf16`] instead.
 
 use super::{BLOCK, CacheAligned, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, round_to_bf16, tiles};
-use crate::host_ops::{Activation, bias_activation_row};
+use crate::host_ops::{Activation, add_scaled_residual_row, bias_activation_row};
 use half::bf16;
 use rayon::prelude::*;
 
 /// Column blocks of 32 outputs per task (at most): their tiles (≤ 1 MB for 4096 inputs)
 /// stay in L2 while every 32-row block of activations runs against them.
 const PAIRS_PER_TASK: usize = 4;
+/// The largest weight whose products run as tasks over row blocks (each against the whole
+/// weight, which stays in L2). Measured on ConvNeXt-L's first two stages, 2 threads (the
+/// weights 288 KB and 1.2 MB): 920–1150 vs 570–780 GMAC/s for tasks over output blocks; at
+/// 2 MB (CLIP-L's 1024×1024) the two orders are within noise of each other.
+const ROW_TASK_WEIGHT_BYTES: usize = 3 << 19;
 
 /// A `[n, k]` (PyTorch `[out, in]`) bf16 weight in tile order: for each block of 16
 /// outputs, for each 32-value step of `k`, one 16×16-pair tile whose row `r` holds, for
@@ -96,7 +101,8 @@ impl TileWeight {
     /// [`matmul_t`](Self::matmul_t) of inputs already rounded: `y [m, n]` for the `m` rows of
     /// `x`. Returns `false`, computing nothing, when `x` has another width than the weight or
     /// `y` is shorter than `m · n`.
-    pub fn matmul_t_rounded(&self, x: &RoundedRows, y: &mut [f32]) -> bool {
+    pub fn matmul_t_rounded<'a>(&self, x: impl Into<RoundedView<'a>>, y: &mut [f32]) -> bool {
+        let x = x.into();
         let (n, m) = (self.n, x.m);
         if x.k != self.k || y.len() < m * n {
             return false;
@@ -123,7 +129,8 @@ impl TileWeight {
     /// of sums while it is in L1, so the f32 product is never written out (for an MLP's first
     /// layer, whose output is the widest tensor of the block). `None` when `x` has another
     /// width than the weight or `bias` fewer than `n` values.
-    pub fn matmul_t_activated(&self, x: &RoundedRows, bias: &[f32], activation: Activation) -> Option<RoundedRows> {
+    pub fn matmul_t_activated<'a>(&self, x: impl Into<RoundedView<'a>>, bias: &[f32], activation: Activation) -> Option<RoundedRows> {
+        let x = x.into();
         let (n, m) = (self.n, x.m);
         if x.k != self.k || bias.len() < n {
             return None;
@@ -144,11 +151,44 @@ impl TileWeight {
         Some(hidden)
     }
 
-    /// Runs the 2×2 tile product of `x` against every 32-output block of the weight, tasks
-    /// over groups of blocks on all rayon threads, and hands each 32×32 block of sums to
-    /// `finish(row block, output block, rows, sums)` — except full blocks of rows when
-    /// `direct` names an output `[m, n]` f32, into which their sums are stored by the tiles.
-    fn for_each_block<F>(&self, x: &RoundedRows, direct: Option<(OutPtr, usize)>, finish: F)
+    /// `residual += (x · Wᵀ + bias) · scale` for `residual [m, n]` (`scale [n]`; `None`: 1):
+    /// the bias, scale and sum run on each 32×32 block of sums while it is in L1, so the
+    /// product is never written out (an MLP's second layer or an attention's output
+    /// projection adding into the residual stream). Returns `false`, computing nothing, when
+    /// `x` has another width than the weight, `residual` fewer than `m · n` values or `bias`
+    /// (or `scale`) fewer than `n`.
+    pub fn matmul_t_residual<'a>(&self, x: impl Into<RoundedView<'a>>, residual: &mut [f32], bias: &[f32], scale: Option<&[f32]>) -> bool {
+        let x = x.into();
+        let (n, m) = (self.n, x.m);
+        if x.k != self.k || residual.len() < m * n || bias.len() < n || scale.is_some_and(|s| s.len() < n) {
+            return false;
+        }
+        let out = OutPtr(residual.as_mut_ptr());
+        self.for_each_block(x, None, |rb, p, rows, sums| {
+            let columns = p * BLOCK..(p + 1) * BLOCK;
+            let (bias, scale) = (&bias[columns.clone()], scale.map(|s| &s[columns]));
+            for (i, row) in sums.chunks_exact(BLOCK).take(rows).enumerate() {
+                // SAFETY: row rb·32 + i < m and columns p·32 .. +32 ≤ n lie inside
+                // `residual [m, n]`; no other task touches these rows and columns.
+                #[allow(unsafe_code)]
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add((rb * BLOCK + i) * n + p * BLOCK), BLOCK) };
+                add_scaled_residual_row(dst, row, bias, scale);
+            }
+        });
+        true
+    }
+
+    /// Runs the 2×2 tile product of `x` against every 32-output block of the weight on all
+    /// rayon threads and hands each 32×32 block of sums to `finish(row block, output block,
+    /// rows, sums)` — except full blocks of rows when `direct` names an output `[m, n]` f32,
+    /// into which their sums are stored by the tiles.
+    ///
+    /// Two task orders. A weight of at most [`ROW_TASK_WEIGHT_BYTES`] stays whole in L2, so
+    /// tasks are 32-row blocks of `x`, each run against every output block while its rows
+    /// stay in L1 (`x` is read once: ConvNeXt's first two stages, thousands of tokens against
+    /// ≤ 1.2 MB weights). A larger weight is split into groups of output blocks that each stay
+    /// in L2 while every row block of `x` runs against them.
+    fn for_each_block<F>(&self, x: RoundedView<'_>, direct: Option<(OutPtr, usize)>, finish: F)
     where
         F: Fn(usize, usize, usize, &mut [f32]) + Sync,
     {
@@ -156,48 +196,62 @@ impl TileWeight {
         if m == 0 {
             return;
         }
-        let steps = self.k / TILE_K;
         let row_blocks = m.div_ceil(BLOCK);
-        let stride = x.stride;
-        let rounded = x.data.as_slice();
         let pairs = self.n / BLOCK;
-        let per_task = (pairs / (4 * rayon::current_num_threads()).max(1)).clamp(1, PAIRS_PER_TASK);
-        let tasks = pairs.div_ceil(per_task);
-        let pair_tiles = |p: usize, half: usize| &self.data.as_slice()[(2 * p + half) * steps * TILE_VALUES..];
-        (0..tasks).into_par_iter().for_each(|task| {
-            let first = task * per_task;
-            let last = (first + per_task).min(pairs);
-            let mut local = BlockSums([0f32; BLOCK * BLOCK]);
-            tiles::configure();
-            for rb in 0..row_blocks {
-                let a0 = &rounded[rb * BLOCK * stride..];
-                let a1 = &rounded[(rb * BLOCK + TILE_ROWS) * stride..];
-                let rows = BLOCK.min(m - rb * BLOCK);
-                let target = direct.filter(|_| rows == BLOCK);
-                for p in first..last {
-                    let (b0, b1) = (pair_tiles(p, 0), pair_tiles(p, 1));
-                    let (c, c_stride) = match target {
-                        // SAFETY (of the offset): rows rb·32 .. +32 ≤ m and columns
-                        // p·32 .. +32 ≤ n lie inside the direct output [m, n].
-                        #[allow(unsafe_code)]
-                        Some((out, n)) => (unsafe { out.get().add(rb * BLOCK * n + p * BLOCK) }, n * 4),
-                        None => (local.0.as_mut_ptr(), BLOCK * 4),
-                    };
-                    // SAFETY: `rounded` holds 32 rows of `stride` ≥ k values from `a0` (rows
-                    // padded to a multiple of 32), `b0`/`b1` `steps` tiles each, `c` 32 rows of
-                    // 32 f32 at `c_stride` (inside the direct output, or the local block);
-                    // tiles are configured on this thread; no other task writes these columns.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
-                    }
-                    if target.is_none() {
-                        finish(rb, p, rows, &mut local.0);
-                    }
+        let threads = rayon::current_num_threads();
+        let run = |local: &mut BlockSums, rb: usize, p: usize| self.block(x, rb, p, direct, local, &finish);
+        if self.bytes() <= ROW_TASK_WEIGHT_BYTES && row_blocks >= 2 * threads {
+            (0..row_blocks).into_par_iter().for_each_init(
+                || (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new()),
+                |(local, _), rb| (0..pairs).for_each(|p| run(local, rb, p)),
+            );
+            return;
+        }
+        let per_task = (pairs / (4 * threads).max(1)).clamp(1, PAIRS_PER_TASK);
+        (0..pairs.div_ceil(per_task)).into_par_iter().for_each_init(
+            || (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new()),
+            |(local, _), task| {
+                let outputs = task * per_task..((task + 1) * per_task).min(pairs);
+                for rb in 0..row_blocks {
+                    outputs.clone().for_each(|p| run(local, rb, p));
                 }
-            }
-            tiles::release();
-        });
+            },
+        );
+    }
+
+    /// The 32×32 block of sums of row block `rb` of `x` and output block `p`: stored into
+    /// `direct` when it names an output and the block has 32 rows, else computed into `local`
+    /// and handed to `finish`. The tiles must be configured on this thread.
+    fn block<F>(&self, x: RoundedView<'_>, rb: usize, p: usize, direct: Option<(OutPtr, usize)>, local: &mut BlockSums, finish: &F)
+    where
+        F: Fn(usize, usize, usize, &mut [f32]),
+    {
+        let steps = self.k / TILE_K;
+        let stride = x.stride;
+        let rounded = x.data;
+        let pair_tiles = |half: usize| &self.data.as_slice()[(2 * p + half) * steps * TILE_VALUES..];
+        let (a0, a1) = (&rounded[rb * BLOCK * stride..], &rounded[(rb * BLOCK + TILE_ROWS) * stride..]);
+        let (b0, b1) = (pair_tiles(0), pair_tiles(1));
+        let rows = BLOCK.min(x.m - rb * BLOCK);
+        let target = direct.filter(|_| rows == BLOCK);
+        let (c, c_stride) = match target {
+            // SAFETY (of the offset): rows rb·32 .. +32 ≤ m and columns p·32 .. +32 ≤ n lie
+            // inside the direct output [m, n].
+            #[allow(unsafe_code)]
+            Some((out, n)) => (unsafe { out.get().add(rb * BLOCK * n + p * BLOCK) }, n * 4),
+            None => (local.0.as_mut_ptr(), BLOCK * 4),
+        };
+        // SAFETY: `rounded` holds 32 rows of `stride` ≥ k values from `a0` (rows padded to a
+        // multiple of 32), `b0`/`b1` `steps` tiles each, `c` 32 rows of 32 f32 at `c_stride`
+        // (inside the direct output, or the local block); the caller configured the tiles on
+        // this thread; no other task writes these rows and columns.
+        #[allow(unsafe_code)]
+        unsafe {
+            tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
+        }
+        if target.is_none() {
+            finish(rb, p, rows, &mut local.0);
+        }
     }
 }
 
@@ -245,8 +299,9 @@ impl RoundedRows {
         rows
     }
 
-    /// `m` rows of `k` unspecified values, recycled from this thread's spare where possible.
-    fn recycled(m: usize, k: usize) -> Self {
+    /// `m` rows of `k` unspecified values, recycled from this thread's spare where possible,
+    /// for a caller that fills every row (e.g. through [`par_groups_mut`](Self::par_groups_mut)).
+    pub fn recycled(m: usize, k: usize) -> Self {
         let stride = k + TILE_K;
         Self { data: CacheAligned::recycled(m.div_ceil(BLOCK) * BLOCK * stride), m, k, stride }
     }
@@ -271,6 +326,78 @@ impl RoundedRows {
     /// Values per row.
     pub fn cols(&self) -> usize {
         self.k
+    }
+}
+
+/// Rows of a [`RoundedRows`] (all of them, or a run starting at a multiple of 32 rows), as
+/// the row operand of [`TileWeight`]'s products.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundedView<'a> {
+    /// From the first row to the end of the buffer (the tiles of the last block read rows up
+    /// to the next multiple of 32).
+    data: &'a [bf16],
+    m: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl<'a> From<&'a RoundedRows> for RoundedView<'a> {
+    fn from(rows: &'a RoundedRows) -> Self {
+        Self { data: rows.data.as_slice(), m: rows.m, k: rows.k, stride: rows.stride }
+    }
+}
+
+impl RoundedView<'_> {
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+}
+
+impl RoundedRows {
+    /// Rows `first .. first + count`, for products over blocks of tokens; `None` unless
+    /// `first` is a multiple of 32 (so that every tile of the run stays inside the buffer)
+    /// and the run ends by row `m`.
+    pub fn rows_from(&self, first: usize, count: usize) -> Option<RoundedView<'_>> {
+        (first.is_multiple_of(BLOCK) && first + count <= self.m).then(|| RoundedView {
+            data: &self.data.as_slice()[first * self.stride..],
+            m: count,
+            k: self.k,
+            stride: self.stride,
+        })
+    }
+
+    /// The rows in groups of `group` (the last may be shorter), on all rayon threads, for
+    /// callers that fill them (e.g. one image row of tokens per group): items are the index
+    /// of the group's first row and its rows.
+    pub fn par_groups_mut(&mut self, group: usize) -> impl IndexedParallelIterator<Item = (usize, RowGroupMut<'_>)> {
+        let (m, k, stride, group) = (self.m, self.k, self.stride, group.max(1));
+        self.data.as_mut_slice()[..m * stride]
+            .par_chunks_mut(group * stride)
+            .enumerate()
+            .map(move |(g, data)| (g * group, RowGroupMut { data, k, stride }))
+    }
+}
+
+/// Consecutive rows of a [`RoundedRows`], to fill (see [`RoundedRows::par_groups_mut`]).
+#[derive(Debug)]
+pub struct RowGroupMut<'a> {
+    data: &'a mut [bf16],
+    k: usize,
+    stride: usize,
+}
+
+impl RowGroupMut<'_> {
+    /// Rows in the group.
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.stride.max(1)
+    }
+
+    /// Row `i` of the group (`k` values; empty past the group).
+    pub fn row_mut(&mut self, i: usize) -> &mut [bf16] {
+        let start = (i * self.stride).min(self.data.len());
+        let len = if i < self.rows() { self.k } else { 0 };
+        &mut self.data[start..start + len]
     }
 }
 
@@ -328,5 +455,35 @@ mod tests {
         let packed = TileWeight::pack(&[bf16::ZERO; 32 * 32], 32, 32).expect("shapes fit");
         assert!(packed.matmul_t_activated(&RoundedRows::zeros(3, 64), &[0.0; 32], Activation::Gelu).is_none(), "width 64 ≠ 32");
         assert!(packed.matmul_t_activated(&RoundedRows::zeros(3, 32), &[0.0; 16], Activation::Gelu).is_none(), "short bias");
+    }
+    /// The residual epilogue adds exactly what the product followed by the bias, scale and
+    /// residual pass adds, in either task order (a small weight runs as row tasks).
+    #[test]
+    fn residual_product_equals_its_unfused_steps() {
+        let Some(mut rng) = tile_test_rng(13) else { return };
+        for &(m, n, k) in &[(1, 32, 32), (45, 64, 96), (300, 128, 64), (100, 1024, 1024)] {
+            let w = uniform_bf16(&mut rng, n * k);
+            let x = uniform(&mut rng, m * k, 1.0);
+            let bias = uniform(&mut rng, n, 0.5);
+            let scale = uniform(&mut rng, n, 1.0);
+            let start = uniform(&mut rng, m * n, 1.0);
+            let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
+            let mut y = vec![0f32; m * n];
+            assert!(packed.matmul_t(&x, m, &mut y));
+            for scale in [Some(&scale[..]), None] {
+                let mut want = start.clone();
+                for (r, y) in want.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
+                    add_scaled_residual_row(r, y, &bias, scale);
+                }
+                let mut got = start.clone();
+                assert!(packed.matmul_t_residual(&RoundedRows::from_f32(&x, m, k), &mut got, &bias, scale));
+                assert_eq!(got, want, "m={m} n={n} k={k} scale={}", scale.is_some());
+            }
+        }
+        let packed = TileWeight::pack(&[bf16::ZERO; 32 * 32], 32, 32).expect("shapes fit");
+        let rows = RoundedRows::zeros(3, 32);
+        assert!(!packed.matmul_t_residual(&rows, &mut [0.0; 95], &[0.0; 32], None), "short residual");
+        assert!(!packed.matmul_t_residual(&rows, &mut [0.0; 96], &[0.0; 32], Some(&[1.0; 31])), "short scale");
+        assert!(!packed.matmul_t_residual(&RoundedRows::zeros(3, 64), &mut [0.0; 96], &[0.0; 32], None), "width 64 ≠ 32");
     }
 }

@@ -47,6 +47,24 @@ mod x86 {
         }
     }
 
+    /// The tiles configured on this thread while it lives ([`configure`] when made,
+    /// [`release`] when dropped), for one rayon job's run of tile products.
+    pub struct Configured(());
+
+    impl Configured {
+        /// Configures the tiles on the calling thread.
+        pub fn new() -> Self {
+            configure();
+            Self(())
+        }
+    }
+
+    impl Drop for Configured {
+        fn drop(&mut self) {
+            release();
+        }
+    }
+
     /// Four 16×16 sums of `steps` tile steps: weight tiles `a0`, `a1` (16 rows × 32 values,
     /// contiguous, one per step) times packed input tiles `b0`, `b1`, into `c` as tiles
     /// (a0,b0), (a0,b1), (a1,b0), (a1,b1), each `[16 outputs][16 inputs]` f32 — added to the
@@ -209,6 +227,12 @@ mod fallback {
     //! Stubs: `available()` is false off x86-64, so none of these is ever called.
     pub fn configure() {}
     pub fn release() {}
+    pub struct Configured(());
+    impl Configured {
+        pub fn new() -> Self {
+            Self(())
+        }
+    }
     pub unsafe fn block_2x2(_: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: bool) {}
     #[allow(clippy::too_many_arguments, clippy::missing_safety_doc)]
     pub unsafe fn block_2x2_rows(_: *const half::bf16, _: *const half::bf16, _: usize, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: usize) {}

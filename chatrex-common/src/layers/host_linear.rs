@@ -122,6 +122,22 @@ impl HostLinear {
         y
     }
 
+    /// `residual ← residual + (x · Wᵀ + b) · scale` for `x [rows, in]`, `residual [rows, out]`
+    /// (`scale [out]`, a layer scale; `None`: 1). With the weight in tile order, the bias,
+    /// scale and sum run on the product's blocks of sums (no `[rows, out]` product is
+    /// written); otherwise the product is followed by one fused pass. Short slices compute
+    /// nothing (callers pass their layer's own shapes).
+    pub fn add_to_residual(&self, x: &[f32], rows: usize, residual: &mut [f32], scale: Option<&[f32]>) {
+        if let HostWeight::Tiles(tiles) = &self.weight
+            && x.len() >= rows * self.d_in
+            && tiles.matmul_t_residual(&crate::amx::RoundedRows::from_f32(x, rows, self.d_in), residual, &self.bias, scale)
+        {
+            return;
+        }
+        let y = self.matmul(x, rows);
+        crate::host_ops::add_scaled_residual(residual, &y, &self.bias, scale);
+    }
+
     /// [`matmul`](Self::matmul) into `y [rows, out]` (every value overwritten), so that a
     /// caller can reuse one buffer across layers.
     pub fn matmul_into(&self, x: &[f32], rows: usize, y: &mut [f32]) {

@@ -1,7 +1,7 @@
 //! A residual two-layer MLP over host rows, run over blocks of tokens in parallel.
 
 use crate::host_ops::{Activation, add_scaled_residual, add_scaled_residual_row, bias_activation, bias_activation_row};
-use crate::amx::RoundedRows;
+use crate::amx::{RoundedRows, RoundedView, TileWeight};
 use crate::layers::HostLinear;
 use rayon::prelude::*;
 
@@ -30,25 +30,15 @@ pub fn residual_mlp(
         return;
     }
     let tokens = input.len() / d;
-    if let (Some(tiles1), Some(tiles2)) = (fc1.tile_weight(), fc2.tile_weight())
-        && fc1.bias.len() == hidden_width
-        && fc2.d_in() == hidden_width
-    {
+    if let Some((tiles1, tiles2)) = tile_weights(d, fc1, fc2, scale) {
         // bf16 weights on AMX tiles: fc1's bias, activation and rounding run on its blocks of
-        // sums, so the hidden activation exists only as fc2's bf16 input rows. (Neither
-        // product can refuse its operands after the width checks above.)
-        let block = (LARGE_HIDDEN_VALUES / hidden_width).max(1);
+        // sums, so the hidden activation exists only as fc2's bf16 input rows, and fc2's
+        // sums go straight into `x`. (Neither product can refuse its operands after the
+        // width checks of `tile_weights`.)
+        let block = tile_block(hidden_width);
         for (x, input) in x.chunks_mut(block * d).zip(input.chunks(block * d)) {
-            let n = input.len() / d;
-            let rows = RoundedRows::from_f32(input, n, d);
-            let Some(hidden) = tiles1.matmul_t_activated(&rows, &fc1.bias, activation) else {
-                continue;
-            };
-            drop(rows);
-            let mut out = vec![0f32; n * d];
-            if tiles2.matmul_t_rounded(&hidden, &mut out) {
-                add_scaled_residual(x, &out, &fc2.bias, scale);
-            }
+            let rows = RoundedRows::from_f32(input, input.len() / d, d);
+            tile_mlp(x, (&rows).into(), (tiles1, tiles2), fc1, activation, fc2, scale);
         }
         return;
     }
@@ -85,4 +75,118 @@ pub fn residual_mlp(
             }
         },
     );
+}
+
+/// [`residual_mlp`] of inputs already rounded to bf16 (e.g. normalised straight into
+/// [`RoundedRows`]): `x ← x + scale · fc2(activation(fc1(rows)))` for `x [N, d]`, over blocks
+/// of tokens on AMX tiles. Returns `false`, computing nothing, unless both weights are held in
+/// tile order (bf16 on a CPU with tiles) and every width matches.
+pub fn residual_mlp_rounded(
+    x: &mut [f32],
+    rows: &RoundedRows,
+    fc1: &HostLinear,
+    activation: Activation,
+    fc2: &HostLinear,
+    scale: Option<&[f32]>,
+) -> bool {
+    let d = fc1.d_in();
+    let Some(tiles) = tile_weights(d, fc1, fc2, scale) else {
+        return false;
+    };
+    if rows.cols() != d || x.len() != rows.rows() * d {
+        return false;
+    }
+    residual_mlp_rounded_in_blocks(x, rows, tiles, fc1, activation, fc2, scale, tile_block(fc1.d_out()));
+    true
+}
+
+/// [`residual_mlp_rounded`] over blocks of `block` tokens (a multiple of 32).
+#[allow(clippy::too_many_arguments)]
+fn residual_mlp_rounded_in_blocks(
+    x: &mut [f32],
+    rows: &RoundedRows,
+    tiles: (&TileWeight, &TileWeight),
+    fc1: &HostLinear,
+    activation: Activation,
+    fc2: &HostLinear,
+    scale: Option<&[f32]>,
+    block: usize,
+) {
+    let d = fc1.d_in();
+    for (b, x) in x.chunks_mut(block * d).enumerate() {
+        // Blocks start at multiples of 32 rows (`tile_block`), so every run exists.
+        if let Some(view) = rows.rows_from(b * block, x.len() / d) {
+            tile_mlp(x, view, tiles, fc1, activation, fc2, scale);
+        }
+    }
+}
+
+/// Both weights in tile order, when they are and the widths (`d`, fc1's output = fc2's input,
+/// biases, layer scale) match.
+fn tile_weights<'a>(d: usize, fc1: &'a HostLinear, fc2: &'a HostLinear, scale: Option<&[f32]>) -> Option<(&'a TileWeight, &'a TileWeight)> {
+    let hidden_width = fc1.d_out();
+    let widths_match = fc1.d_in() == d
+        && fc1.bias.len() == hidden_width
+        && fc2.d_in() == hidden_width
+        && fc2.d_out() == d
+        && fc2.bias.len() == d
+        && scale.is_none_or(|s| s.len() >= d);
+    widths_match.then_some((fc1.tile_weight()?, fc2.tile_weight()?))
+}
+
+/// Tokens per block of a tile MLP: a hidden activation of at most [`LARGE_HIDDEN_VALUES`],
+/// in whole 32-row blocks.
+fn tile_block(hidden_width: usize) -> usize {
+    (LARGE_HIDDEN_VALUES / hidden_width.max(1) / 32).max(1) * 32
+}
+
+/// One block of tokens of a tile MLP: `x [n, d] += scale · fc2(activation(fc1(rows)))`.
+fn tile_mlp(
+    x: &mut [f32],
+    rows: RoundedView<'_>,
+    (tiles1, tiles2): (&TileWeight, &TileWeight),
+    fc1: &HostLinear,
+    activation: Activation,
+    fc2: &HostLinear,
+    scale: Option<&[f32]>,
+) {
+    if let Some(hidden) = tiles1.matmul_t_activated(rows, &fc1.bias, activation) {
+        // fc2's bias, the layer scale and the residual sum run on its blocks of sums.
+        let _ = tiles2.matmul_t_residual(&hidden, x, &fc2.bias, scale);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::WeightDType;
+
+    /// The MLP of pre-rounded rows, over blocks of 32 tokens, adds exactly what the MLP of the
+    /// f32 rows adds (the same bf16 roundings, products and epilogues).
+    #[test]
+    fn rounded_rows_in_blocks_equal_the_f32_rows() {
+        if !crate::amx::available() {
+            return;
+        }
+        let (d, hidden, tokens) = (64, 128, 150);
+        let weights = |seed: u64, d_in: usize, d_out: usize| {
+            let w: Vec<f32> = (0..d_in * d_out).map(|i| ((i as u64 * 7919 + seed) % 1000) as f32 / 8000.0 - 0.06).collect();
+            let b: Vec<f32> = (0..d_out).map(|i| ((i as u64 * 104_729 + seed) % 100) as f32 / 500.0 - 0.1).collect();
+            HostLinear::from_out_in(&w, d_in, d_out, b, WeightDType::BF16)
+        };
+        let (fc1, fc2) = (weights(1, d, hidden), weights(2, hidden, d));
+        let input: Vec<f32> = (0..tokens * d).map(|i| (i * 31 % 997) as f32 / 500.0 - 1.0).collect();
+        let start: Vec<f32> = (0..tokens * d).map(|i| (i * 17 % 101) as f32 / 50.0 - 1.0).collect();
+        let scale: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 64.0).collect();
+        let mut want = start.clone();
+        residual_mlp(&mut want, &input, &fc1, Activation::Gelu, &fc2, Some(&scale));
+        let rows = RoundedRows::from_f32(&input, tokens, d);
+        let tiles = tile_weights(d, &fc1, &fc2, Some(&scale)).expect("bf16 weights of whole tiles");
+        let mut got = start.clone();
+        residual_mlp_rounded_in_blocks(&mut got, &rows, tiles, &fc1, Activation::Gelu, &fc2, Some(&scale), 32);
+        assert_eq!(got, want);
+        assert_ne!(got, start);
+        let mut short = start.clone();
+        assert!(!residual_mlp_rounded(&mut short[..d * 10], &rows, &fc1, Activation::Gelu, &fc2, Some(&scale)), "10 rows ≠ 150");
+    }
 }

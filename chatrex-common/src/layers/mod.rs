@@ -21,7 +21,7 @@ pub use feed_forward::{FeedForward, NormPlacement};
 pub use group_norm::GroupNorm;
 pub use host_layer_norm::HostLayerNorm;
 pub use host_linear::HostLinear;
-pub use host_mlp::residual_mlp;
+pub use host_mlp::{residual_mlp, residual_mlp_rounded};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mlp::{Activation, Mlp};
