@@ -3,7 +3,7 @@
 //! ([`crate::convnext_host`]); elsewhere as Burn tensor ops.
 
 use crate::config::ConvNextConfig;
-use crate::convnext_host::{ChannelsLast, HostStage};
+use crate::convnext_host::{HostStage, HostStem};
 use crate::kernels::Kernels;
 use crate::EncoderError;
 use chatrex_common::device::read_f32;
@@ -68,19 +68,17 @@ struct Stage {
     blocks: Vec<Block>,
 }
 
-/// The stages, as tensor ops or on host memory.
+/// The stem and the stages, as tensor ops or on host memory.
 #[derive(Debug, Clone)]
-enum Stages {
-    Tensor(Vec<Stage>),
-    Host(Vec<HostStage>),
+enum Trunk {
+    Tensor { stem_conv: Conv2d, stem_norm: LayerNorm, stages: Vec<Stage> },
+    Host { stem: HostStem, stages: Vec<HostStage> },
 }
 
 /// The ConvNeXt trunk (keys `vision_stem.{0,1}`, `vision_stages.{s}`).
 #[derive(Debug, Clone)]
 pub struct ConvNext {
-    stem_conv: Conv2d,
-    stem_norm: LayerNorm,
-    stages: Stages,
+    trunk: Trunk,
 }
 
 impl ConvNext {
@@ -91,9 +89,12 @@ impl ConvNext {
 
     /// Loads the trunk under `vb` with the given kernels.
     pub fn load_with(vb: &WeightLoader, c: &ConvNextConfig, kernels: Kernels) -> Self {
-        let stages = if kernels.host(vb.device()) {
-            Stages::Host(
-                c.dims
+        let d0 = c.dims.first().copied().unwrap_or(0);
+        let trunk = if kernels.host(vb.device()) {
+            Trunk::Host {
+                stem: HostStem::load(vb, d0, LN_EPS),
+                stages: c
+                    .dims
                     .iter()
                     .zip(&c.depths)
                     .enumerate()
@@ -102,11 +103,26 @@ impl ConvNext {
                         HostStage::load(&vb.pp(format!("vision_stages.{s}")), c_in, dim, depth, LN_EPS)
                     })
                     .collect(),
-            )
+            }
         } else {
-            Stages::Tensor(Self::tensor_stages(vb, c))
+            Trunk::Tensor {
+                stem_conv: Conv2d::load(
+                    &vb.pp("vision_stem.0"),
+                    Conv2dSpec {
+                        d_in: 3,
+                        d_out: d0,
+                        kernel: 4,
+                        stride: 4,
+                        padding: 0,
+                        groups: 1,
+                        bias: true,
+                    },
+                ),
+                stem_norm: LayerNorm::load(&vb.pp("vision_stem.1"), d0, LN_EPS),
+                stages: Self::tensor_stages(vb, c),
+            }
         };
-        Self::with_stages(vb, c, stages)
+        Self { trunk }
     }
 
     fn tensor_stages(vb: &WeightLoader, c: &ConvNextConfig) -> Vec<Stage> {
@@ -141,33 +157,14 @@ impl ConvNext {
             .collect()
     }
 
-    fn with_stages(vb: &WeightLoader, c: &ConvNextConfig, stages: Stages) -> Self {
-        let d0 = c.dims.first().copied().unwrap_or(0);
-        Self {
-            stem_conv: Conv2d::load(
-                &vb.pp("vision_stem.0"),
-                Conv2dSpec {
-                    d_in: 3,
-                    d_out: d0,
-                    kernel: 4,
-                    stride: 4,
-                    padding: 0,
-                    groups: 1,
-                    bias: true,
-                },
-            ),
-            stem_norm: LayerNorm::load(&vb.pp("vision_stem.1"), d0, LN_EPS),
-            stages,
-        }
-    }
-
     /// `[B, 3, H, W]` → the four stage maps `[B, C_s, H/2^(s+2), W/2^(s+2)]` (in the input's
     /// dtype). Errors only if a backend fails to read data back.
     pub fn forward(&self, pixels: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
-        let x = layer_norm_2d(&self.stem_norm, self.stem_conv.forward(pixels));
-        match &self.stages {
-            Stages::Tensor(stages) => Ok(Self::forward_tensor(stages, x)),
-            Stages::Host(stages) => Self::forward_host(stages, x),
+        match &self.trunk {
+            Trunk::Tensor { stem_conv, stem_norm, stages } => {
+                Ok(Self::forward_tensor(stages, layer_norm_2d(stem_norm, stem_conv.forward(pixels))))
+            }
+            Trunk::Host { stem, stages } => Self::forward_host(stem, stages, pixels),
         }
     }
 
@@ -185,19 +182,18 @@ impl ConvNext {
         outs
     }
 
-    /// Each image of the batch through the host stages, channels-last.
-    fn forward_host(stages: &[HostStage], stem: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
-        let [b, c, h, w] = stem.dims();
-        let (device, dtype) = (stem.device(), stem.dtype());
-        let values = read_f32(stem.permute([0, 2, 3, 1])).map_err(EncoderError::Backend)?;
+    /// Each image of the batch through the host stem and stages, channels-last (the stem in
+    /// f32 on the pixels as given).
+    fn forward_host(stem: &HostStem, stages: &[HostStage], pixels: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
+        let [b, channels, h, w] = pixels.dims();
+        if channels != 3 {
+            return Err(EncoderError::Config(format!("ConvNeXt's stem takes 3-channel pixels, got {channels} channels")));
+        }
+        let (device, dtype) = (pixels.device(), pixels.dtype());
+        let values = read_f32(pixels).map_err(EncoderError::Backend)?;
         let mut per_stage: Vec<Vec<Tensor<4>>> = vec![Vec::with_capacity(b); stages.len()];
-        for image in values.chunks_exact(h * w * c) {
-            let mut x = ChannelsLast {
-                data: image.to_vec(),
-                height: h,
-                width: w,
-                channels: c,
-            };
+        for image in values.chunks_exact((3 * h * w).max(1)).take(b) {
+            let mut x = stem.forward(image, h, w);
             for (s, stage) in stages.iter().enumerate() {
                 x = stage.forward(x);
                 let map = TensorData::new(x.data.clone(), [1, x.height, x.width, x.channels]);

@@ -156,6 +156,65 @@ impl HostDownsample {
     }
 }
 
+/// The stem (`vision_stem.{0,1}`): a 4×4 stride-4 convolution as a product over 4×4 patches
+/// (f32), then LayerNorm — `[3, H, W]` pixels → `[H/4, W/4, C]` channels-last.
+#[derive(Debug, Clone)]
+pub struct HostStem {
+    /// `[C, 4·4·3]`, input order (ky, kx, channel).
+    conv: HostLinear,
+    norm: HostLayerNorm,
+}
+
+/// Stem kernel size and stride.
+const STEM_PATCH: usize = 4;
+
+impl HostStem {
+    /// Loads `vision_stem.0` (the convolution `[C, 3, 4, 4]` and its bias) and
+    /// `vision_stem.1` (the LayerNorm) under `vb` for `c` output channels.
+    pub fn load(vb: &WeightLoader, c: usize, eps: f64) -> Self {
+        let taps = STEM_PATCH * STEM_PATCH;
+        let w = vb.host_f32("vision_stem.0.weight", &[c, 3, STEM_PATCH, STEM_PATCH]);
+        let mut reordered = vec![0f32; c * taps * 3];
+        for o in 0..c {
+            for ch in 0..3 {
+                for tap in 0..taps {
+                    reordered[(o * taps + tap) * 3 + ch] = w[(o * 3 + ch) * taps + tap];
+                }
+            }
+        }
+        Self {
+            conv: HostLinear::from_out_in_f32(&reordered, taps * 3, c, vb.host_f32("vision_stem.0.bias", &[c])),
+            norm: HostLayerNorm::load(&vb.pp("vision_stem.1"), c, eps),
+        }
+    }
+
+    /// One image's pixels `[3, H, W]` (channel planes) → `[H/4, W/4, C]` (the last rows and
+    /// columns that do not fill a patch are dropped, as the strided convolution does).
+    pub fn forward(&self, pixels: &[f32], height: usize, width: usize) -> ChannelsLast {
+        let (oh, ow) = (height / STEM_PATCH, width / STEM_PATCH);
+        let patch = STEM_PATCH * STEM_PATCH * 3;
+        let mut patches = vec![0f32; oh * ow * patch];
+        if pixels.len() >= 3 * height * width {
+            patches.par_chunks_mut(ow * patch).enumerate().for_each(|(oy, row)| {
+                for (ox, dst) in row.chunks_exact_mut(patch).enumerate() {
+                    for ky in 0..STEM_PATCH {
+                        for kx in 0..STEM_PATCH {
+                            let (y, x) = (oy * STEM_PATCH + ky, ox * STEM_PATCH + kx);
+                            for ch in 0..3 {
+                                dst[(ky * STEM_PATCH + kx) * 3 + ch] = pixels[(ch * height + y) * width + x];
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let mut data = self.conv.matmul(&patches, oh * ow);
+        bias_activation(&mut data, &self.conv.bias, Activation::Identity);
+        self.norm.forward_in_place(&mut data);
+        ChannelsLast { data, height: oh, width: ow, channels: self.conv.d_out() }
+    }
+}
+
 /// One ConvNeXt stage (`vision_stages.{s}`) on host memory.
 #[derive(Debug, Clone)]
 pub struct HostStage {

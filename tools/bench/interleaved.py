@@ -1,0 +1,92 @@
+"""Ours against PyTorch with the runs interleaved in time: on a machine whose speed swings by up
+to 2x within minutes (a shared host), separate best-of-N runs minutes apart compare phases of
+the machine, not implementations. This script holds the PyTorch models (built as in
+encoder_torch.py) and drives examples/stage_timer.rs over a pipe, alternating one run of each
+(the order flipped every round), and reports per stage: the best of each, the ratio of bests,
+and the median of the per-round ratios (PyTorch time / ours: > 1 means ours is faster).
+
+    cargo build --release --example stage_timer
+    python tools/bench/interleaved.py --threads 2 --dtype bfloat16 --rounds 8 [--stages clip,convnext]
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+
+import torch
+from timm.models.convnext import ConvNeXt
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+OURS_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--stages", default="clip,convnext")
+    p.add_argument("--binary", default="target/release/examples/stage_timer")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dtype = getattr(torch, args.dtype)
+    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                            num_attention_heads=16, image_size=336, patch_size=14,
+                                            hidden_act="quick_gelu", attn_implementation="sdpa")).eval().to(dtype)
+    conv = ConvNeXt(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], num_classes=0).eval().to(dtype)
+    low = torch.randn(1, 3, 336, 336, dtype=dtype)
+    high = torch.randn(1, 3, 768, 768, dtype=dtype)
+
+    def conv_stages():
+        stages, x = [], conv.stem(high)
+        for s in conv.stages:
+            x = s(x)
+            stages.append(x)
+        return stages
+
+    torch_runs = {"clip": lambda: clip(low).last_hidden_state, "convnext": conv_stages}
+    env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
+    ours = subprocess.Popen([args.binary, "--dtype", OURS_DTYPE[args.dtype]], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    if ours.stdout.readline().strip() != "ready":
+        raise SystemExit("stage_timer did not start")
+
+    def run_ours(stage):
+        ours.stdin.write(stage + "\n")
+        ours.stdin.flush()
+        return float(ours.stdout.readline())
+
+    def run_torch(stage):
+        t = time.perf_counter()
+        with torch.no_grad():
+            torch_runs[stage]()
+        return time.perf_counter() - t
+
+    stages = args.stages.split(",")
+    times = {s: {"ours": [], "torch": []} for s in stages}
+    for s in stages:  # warm-up
+        run_ours(s)
+        run_torch(s)
+    for r in range(args.rounds):
+        for s in stages:
+            pair = [("ours", run_ours), ("torch", run_torch)]
+            for who, run in (pair if r % 2 == 0 else pair[::-1]):
+                times[s][who].append(run(s))
+    ours.stdin.write("quit\n")
+    ours.stdin.flush()
+    ours.wait()
+    for s in stages:
+        o, t = times[s]["ours"], times[s]["torch"]
+        print(json.dumps({
+            "stage": s, "dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
+            "ours_best": min(o), "torch_best": min(t), "ratio_of_bests": min(t) / min(o),
+            "median_round_ratio": statistics.median(tt / oo for tt, oo in zip(t, o)),
+            "ours": [round(v, 3) for v in o], "torch": [round(v, 3) for v in t],
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
