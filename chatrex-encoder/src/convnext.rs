@@ -71,7 +71,8 @@ struct Stage {
 /// The stem and the stages, as tensor ops or on host memory.
 #[derive(Debug, Clone)]
 enum Trunk {
-    Tensor { stem_conv: Conv2d, stem_norm: LayerNorm, stages: Vec<Stage> },
+    /// The stem's convolution and norm boxed (a Conv2d holds its tensors inline).
+    Tensor { stem: Box<(Conv2d, LayerNorm)>, stages: Vec<Stage> },
     Host { stem: HostStem, stages: Vec<HostStage> },
 }
 
@@ -106,7 +107,7 @@ impl ConvNext {
             }
         } else {
             Trunk::Tensor {
-                stem_conv: Conv2d::load(
+                stem: Box::new((Conv2d::load(
                     &vb.pp("vision_stem.0"),
                     Conv2dSpec {
                         d_in: 3,
@@ -118,7 +119,7 @@ impl ConvNext {
                         bias: true,
                     },
                 ),
-                stem_norm: LayerNorm::load(&vb.pp("vision_stem.1"), d0, LN_EPS),
+                LayerNorm::load(&vb.pp("vision_stem.1"), d0, LN_EPS))),
                 stages: Self::tensor_stages(vb, c),
             }
         };
@@ -161,8 +162,9 @@ impl ConvNext {
     /// dtype). Errors only if a backend fails to read data back.
     pub fn forward(&self, pixels: Tensor<4>) -> Result<Vec<Tensor<4>>, EncoderError> {
         match &self.trunk {
-            Trunk::Tensor { stem_conv, stem_norm, stages } => {
-                Ok(Self::forward_tensor(stages, layer_norm_2d(stem_norm, stem_conv.forward(pixels))))
+            Trunk::Tensor { stem, stages } => {
+                let (conv, norm) = stem.as_ref();
+                Ok(Self::forward_tensor(stages, layer_norm_2d(norm, conv.forward(pixels))))
             }
             Trunk::Host { stem, stages } => Self::forward_host(stem, stages, pixels),
         }
