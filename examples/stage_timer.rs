@@ -4,7 +4,10 @@
 //! compare. `tools/bench/interleaved.py` drives it against PyTorch.
 //!
 //! Commands (one per line): `clip` (CLIP ViT-L/14@336, 23 layers), `convnext`
-//! (ConvNeXt-L@768, four stage maps), `quit`. Each run prints one line, its wall time in seconds.
+//! (ConvNeXt-L@768, four stage maps), `prefill-qwen` / `prefill-llama` (700 tokens into a fresh
+//! KV cache and the last position's logits: Qwen2.5-0.5B, and Llama-7B with 4 of its 32
+//! layers, as `benches/llm.rs`), `quit`. Each run prints one line, its wall time in seconds.
+//! Each model is built (random weights) on its first command.
 //!
 //! `cargo run --release --example stage_timer -- --dtype bf16` (then type `clip`).
 
@@ -13,10 +16,14 @@ use chatrex::common::weights::WeightLoader;
 use chatrex::encoder::clip::ClipVisionTower;
 use chatrex::encoder::convnext::ConvNext;
 use chatrex::encoder::{ClipVisionConfig, ConvNextConfig, SelectFeature};
+use chatrex::llm::{CausalLm, LlmConfig, LlmKeys};
 use chatrex::{Backend, WeightDType};
 use clap::Parser;
 use std::io::{BufRead, Write};
 use std::time::Instant;
+
+/// Prompt length of the prefill runs.
+const PREFILL: usize = 700;
 
 /// Times full-size stages on command, for interleaving with another process's runs.
 #[derive(Parser)]
@@ -31,20 +38,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     chatrex::common::allocator::reuse_freed_memory();
     let device = Backend::Cpu.device()?;
     let vb = WeightLoader::random(5, &device, args.dtype);
-    let clip = ClipVisionTower::load(&vb.pp("clip"), &ClipVisionConfig::vit_large_patch14_336(), 23, SelectFeature::Patch);
-    let convnext = ConvNext::load(&vb.pp("convnext"), &ConvNextConfig::large());
+    let (mut clip, mut convnext, mut qwen, mut llama) = (None, None, None, None);
     let low = Tensor::<4>::random([1, 3, 336, 336], Distribution::Normal(0.0, 1.0), &device).cast(args.dtype.dtype());
     let high = Tensor::<4>::random([1, 3, 768, 768], Distribution::Normal(0.0, 1.0), &device).cast(args.dtype.dtype());
+    let prefill = |lm: &CausalLm| -> Result<(), Box<dyn std::error::Error>> {
+        let prompt: Vec<u32> = (0..PREFILL as u32).map(|i| (i * 7919) % lm.config().vocab_size as u32).collect();
+        let mut cache = lm.new_cache(PREFILL);
+        let hidden = lm.forward(lm.embed(&prompt)?.unsqueeze::<3>(), &mut cache)?;
+        drop(lm.last_logits(&hidden)?);
+        Ok(())
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;
     for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let command = line.trim();
+        // Built outside the timed run.
+        match command {
+            "clip" => drop(clip.get_or_insert_with(|| ClipVisionTower::load(&vb.pp("clip"), &ClipVisionConfig::vit_large_patch14_336(), 23, SelectFeature::Patch))),
+            "convnext" => drop(convnext.get_or_insert_with(|| ConvNext::load(&vb.pp("convnext"), &ConvNextConfig::large()))),
+            "prefill-qwen" => drop(qwen.get_or_insert_with(|| CausalLm::from_loader(&vb.pp("qwen"), &LlmConfig::qwen25_0_5b(), &LlmKeys::default()))),
+            "prefill-llama" => drop(llama.get_or_insert_with(|| {
+                let mut config = LlmConfig::vicuna_7b();
+                config.num_hidden_layers = 4;
+                CausalLm::from_loader(&vb.pp("llama"), &config, &LlmKeys::default())
+            })),
+            _ => {}
+        }
         let start = Instant::now();
-        match line?.trim() {
-            "clip" => drop(clip.forward(low.clone())?.into_data()),
-            "convnext" => drop(convnext.forward(high.clone())?.pop().map(|s| s.into_data())),
-            "quit" => break,
-            other => return Err(format!("unknown command {other:?} (clip, convnext, quit)").into()),
+        match (command, &clip, &convnext, &qwen, &llama) {
+            ("clip", Some(clip), ..) => drop(clip.forward(low.clone())?.into_data()),
+            ("convnext", _, Some(convnext), ..) => drop(convnext.forward(high.clone())?.pop().map(|s| s.into_data())),
+            ("prefill-qwen", _, _, Some(lm), _) | ("prefill-llama", _, _, _, Some(lm)) => prefill(lm)?,
+            ("quit", ..) => break,
+            (other, ..) => return Err(format!("unknown command {other:?} (clip, convnext, prefill-qwen, prefill-llama, quit)").into()),
         }
         writeln!(out, "{}", start.elapsed().as_secs_f64())?;
         out.flush()?;

@@ -2,7 +2,8 @@
 //! weight-stationary SIMD kernels on the CPU backend (see `chatrex_common::host_matmul`).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use chatrex_common::host_matmul::HostMatrix;
+use chatrex_common::amx::TileWeight;
+use chatrex_common::host_matmul::{HostData, HostMatrix};
 use chatrex_common::host_ops::{Activation, bias_activation};
 use chatrex_common::layers::Linear;
 use chatrex_common::weights::WeightLoader;
@@ -21,6 +22,52 @@ pub fn host_weights(device: &Device) -> bool {
     }
 }
 
+/// A weight in host memory: as stored (`[out, in]` in its dtype), or — bf16 on a CPU with AMX
+/// tiles, both widths multiples of 32 — rearranged once at load into tile order
+/// ([`TileWeight`]; the stored copy is dropped, one tensor at a time, so a model is never held
+/// twice). In tile order every product runs on the tiles, decode steps too: the inputs are
+/// rounded to bf16 (as PyTorch's bf16 layers do) and the sums land in the output's own layout,
+/// with no repacking of the inputs or the weight and no transposition of the outputs.
+#[derive(Debug, Clone)]
+pub enum HostWeight {
+    /// As stored.
+    Matrix(Arc<HostMatrix>),
+    /// bf16 in tile order.
+    Tiles(Arc<TileWeight>),
+}
+
+impl HostWeight {
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::Matrix(m) => m.rows,
+            Self::Tiles(t) => t.rows(),
+        }
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        match self {
+            Self::Matrix(m) => m.cols,
+            Self::Tiles(t) => t.cols(),
+        }
+    }
+
+    /// `y [m, rows] = x [m, cols] · Wᵀ` on all threads (`x`, `y` of exactly those lengths).
+    fn matmul_t(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        match self {
+            Self::Matrix(matrix) => matrix.matmul_t(x, m, y),
+            Self::Tiles(tiles) => {
+                if !tiles.matmul_t(x, m, y) {
+                    // Only on lengths other than the shapes (callers check them): NaN, never
+                    // stale values.
+                    y.fill(f32::NAN);
+                }
+            }
+        }
+    }
+}
+
 /// A linear layer `y = x·Wᵀ + b` whose weight lives where it runs fastest.
 #[derive(Debug, Clone)]
 pub enum LlmLinear {
@@ -29,7 +76,7 @@ pub enum LlmLinear {
     /// In host memory (CPU backend); activations are f32.
     Host {
         /// `[out, in]`.
-        matrix: Arc<HostMatrix>,
+        weight: HostWeight,
         /// `[out]`.
         bias: Option<Vec<f32>>,
     },
@@ -39,8 +86,16 @@ impl LlmLinear {
     /// Loads `weight` `[d_out, d_in]` (+ `bias`).
     pub fn load(vb: &WeightLoader, d_in: usize, d_out: usize, bias: bool) -> Self {
         if host_weights(vb.device()) {
+            let matrix = vb.host_matrix("weight", d_out, d_in, vb.dtype());
+            let tiles = match &matrix.data {
+                HostData::BF16(w) => TileWeight::pack(w, d_out, d_in),
+                _ => None,
+            };
             Self::Host {
-                matrix: Arc::new(vb.host_matrix("weight", d_out, d_in, vb.dtype())),
+                weight: match tiles {
+                    Some(tiles) => HostWeight::Tiles(Arc::new(tiles)),
+                    None => HostWeight::Matrix(Arc::new(matrix)),
+                },
                 bias: bias.then(|| vb.host_f32("bias", &[d_out])),
             }
         } else {
@@ -50,18 +105,18 @@ impl LlmLinear {
 
     /// A host-side linear over an existing matrix (tied LM head).
     pub fn shared(matrix: Arc<HostMatrix>) -> Self {
-        Self::Host { matrix, bias: None }
+        Self::Host { weight: HostWeight::Matrix(matrix), bias: None }
     }
 
     /// `[B, L, in]` → `[B, L, out]` (f32 on the host path).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
             Self::Tensor(linear) => linear.forward(x),
-            Self::Host { matrix, bias } => {
+            Self::Host { weight, bias } => {
                 let [b, l, _] = x.dims();
                 let device = x.device();
-                let y = host_matmul(matrix, bias.as_deref(), x.reshape([b * l, matrix.cols]));
-                Tensor::from_data(TensorData::new(y, [b, l, matrix.rows]), &device)
+                let y = host_matmul(weight, bias.as_deref(), x.reshape([b * l, weight.cols()]));
+                Tensor::from_data(TensorData::new(y, [b, l, weight.rows()]), &device)
             }
         }
     }
@@ -71,12 +126,12 @@ impl LlmLinear {
     pub fn forward_rows(&self, x: &[f32], rows: usize) -> Option<Vec<f32>> {
         match self {
             Self::Tensor(_) => None,
-            Self::Host { matrix, bias } => {
-                if x.len() != rows * matrix.cols {
+            Self::Host { weight, bias } => {
+                if x.len() != rows * weight.cols() {
                     return None;
                 }
-                let mut y = vec![0f32; rows * matrix.rows];
-                matrix.matmul_t(x, rows, &mut y);
+                let mut y = vec![0f32; rows * weight.rows()];
+                weight.matmul_t(x, rows, &mut y);
                 if let Some(bias) = bias {
                     bias_activation(&mut y, bias, Activation::Identity);
                 }
@@ -92,7 +147,11 @@ impl LlmLinear {
 
     /// Whether the weight lives in host memory in bf16 (the model runs in bf16 on the CPU).
     pub fn is_host_bf16(&self) -> bool {
-        matches!(self, Self::Host { matrix, .. } if matches!(matrix.data, chatrex_common::host_matmul::HostData::BF16(_)))
+        match self {
+            Self::Host { weight: HostWeight::Tiles(_), .. } => true,
+            Self::Host { weight: HostWeight::Matrix(matrix), .. } => matches!(matrix.data, HostData::BF16(_)),
+            Self::Tensor(_) => false,
+        }
     }
 
     /// `[N, in]` → host values `[N, out]`.
@@ -100,22 +159,22 @@ impl LlmLinear {
         match self {
             // A failed read-back gives no values, which callers report as an error.
             Self::Tensor(linear) => read_f32(linear.forward(x)),
-            Self::Host { matrix, bias } => host_matmul(matrix, bias.as_deref(), x),
+            Self::Host { weight, bias } => host_matmul(weight, bias.as_deref(), x),
         }
     }
 }
 
-fn host_matmul(matrix: &HostMatrix, bias: Option<&[f32]>, x: Tensor<2>) -> Vec<f32> {
+fn host_matmul(weight: &HostWeight, bias: Option<&[f32]>, x: Tensor<2>) -> Vec<f32> {
     let [m, _] = x.dims();
     let input = read_f32(x);
-    if input.len() != m * matrix.cols {
+    if input.len() != m * weight.cols() {
         // The backend could not read the input back: NaN outputs, never out-of-bounds reads.
-        return vec![f32::NAN; m * matrix.rows];
+        return vec![f32::NAN; m * weight.rows()];
     }
-    let mut y = vec![0f32; m * matrix.rows];
-    matrix.matmul_t(&input, m, &mut y);
+    let mut y = vec![0f32; m * weight.rows()];
+    weight.matmul_t(&input, m, &mut y);
     if let Some(bias) = bias {
-        for row in y.chunks_mut(matrix.rows) {
+        for row in y.chunks_mut(weight.rows()) {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v += b;
             }

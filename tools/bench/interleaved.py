@@ -1,23 +1,31 @@
 """Ours against PyTorch with the runs interleaved in time: on a machine whose speed swings by up
 to 2x within minutes (a shared host), separate best-of-N runs minutes apart compare phases of
 the machine, not implementations. This script holds the PyTorch models (built as in
-encoder_torch.py) and drives examples/stage_timer.rs over a pipe, alternating one run of each
+encoder_torch.py and llm_torch.py) and drives examples/stage_timer.rs over a pipe, alternating one run of each
 (the order flipped every round), and reports per stage: the best of each, the ratio of bests,
 and the median of the per-round ratios (PyTorch time / ours: > 1 means ours is faster).
 
     cargo build --release --example stage_timer
-    python tools/bench/interleaved.py --threads 2 --dtype bfloat16 --rounds 8 [--stages clip,convnext]
+    python tools/bench/interleaved.py --threads 2 --dtype bfloat16 --rounds 8 \
+        [--stages clip,convnext,prefill-qwen,prefill-llama]
+
+Prefill: 700 tokens into a fresh KV cache, logits of the last position only (as llm_torch.py).
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
+import sys
 import time
 
 import torch
 from timm.models.convnext import ConvNeXt
 from transformers import CLIPVisionConfig, CLIPVisionModel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llm_torch import PREFILL, configs, random_model  # noqa: E402
 
 OURS_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
@@ -33,21 +41,31 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
-    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                                            num_attention_heads=16, image_size=336, patch_size=14,
-                                            hidden_act="quick_gelu", attn_implementation="sdpa")).eval().to(dtype)
-    conv = ConvNeXt(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], num_classes=0).eval().to(dtype)
-    low = torch.randn(1, 3, 336, 336, dtype=dtype)
-    high = torch.randn(1, 3, 768, 768, dtype=dtype)
+    stages = args.stages.split(",")
+    torch_runs = {}
+    if "clip" in stages:
+        clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                                num_attention_heads=16, image_size=336, patch_size=14,
+                                                hidden_act="quick_gelu", attn_implementation="sdpa")).eval().to(dtype)
+        low = torch.randn(1, 3, 336, 336, dtype=dtype)
+        torch_runs["clip"] = lambda: clip(low).last_hidden_state
+    if "convnext" in stages:
+        conv = ConvNeXt(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], num_classes=0).eval().to(dtype)
+        high = torch.randn(1, 3, 768, 768, dtype=dtype)
 
-    def conv_stages():
-        stages, x = [], conv.stem(high)
-        for s in conv.stages:
-            x = s(x)
-            stages.append(x)
-        return stages
+        def conv_stages():
+            maps, x = [], conv.stem(high)
+            for s in conv.stages:
+                x = s(x)
+                maps.append(x)
+            return maps
 
-    torch_runs = {"clip": lambda: clip(low).last_hidden_state, "convnext": conv_stages}
+        torch_runs["convnext"] = conv_stages
+    for (name, cls, config), stage in zip(configs(), ("prefill-qwen", "prefill-llama")):
+        if stage in stages:
+            model = random_model(cls, config, dtype)
+            ids = torch.randint(0, config.vocab_size, (1, PREFILL))
+            torch_runs[stage] = (lambda m, i: lambda: m(i, use_cache=True, num_logits_to_keep=1))(model, ids)
     env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
     ours = subprocess.Popen([args.binary, "--dtype", OURS_DTYPE[args.dtype]], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
@@ -65,7 +83,6 @@ def main():
             torch_runs[stage]()
         return time.perf_counter() - t
 
-    stages = args.stages.split(",")
     times = {s: {"ours": [], "torch": []} for s in stages}
     for s in stages:  # warm-up
         run_ours(s)
@@ -80,7 +97,8 @@ def main():
     ours.wait()
     for s in stages:
         o, t = times[s]["ours"], times[s]["torch"]
-        print(json.dumps({
+        extra = {"ours_best_tok_s": PREFILL / min(o), "torch_best_tok_s": PREFILL / min(t)} if s.startswith("prefill") else {}
+        print(json.dumps({**extra,
             "stage": s, "dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
             "ours_best": min(o), "torch_best": min(t), "ratio_of_bests": min(t) / min(o),
             "median_round_ratio": statistics.median(tt / oo for tt, oo in zip(t, o)),

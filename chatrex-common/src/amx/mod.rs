@@ -28,6 +28,7 @@ use std::sync::OnceLock;
 mod aligned;
 mod attention;
 mod rounding;
+mod tile_matvec;
 mod tile_weight;
 mod tiles;
 

@@ -83,6 +83,11 @@ impl TileWeight {
         self.k
     }
 
+    /// The tiles, in order.
+    pub(super) fn tiles(&self) -> &[bf16] {
+        self.data.as_slice()
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.as_slice().len() * 2
@@ -94,6 +99,10 @@ impl TileWeight {
     pub fn matmul_t(&self, x: &[f32], m: usize, y: &mut [f32]) -> bool {
         if x.len() < m * self.k {
             return false;
+        }
+        // One row (a decode step): read the weight once with `VDPBF16PS`, not 32-row tiles.
+        if m == 1 && self.matvec(x, y) {
+            return true;
         }
         self.matmul_t_rounded(&RoundedRows::from_f32(x, m, self.k), y)
     }
@@ -440,9 +449,10 @@ mod tests {
             let bias = uniform(&mut rng, n, 0.5);
             let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
             for activation in [Activation::Gelu, Activation::QuickGelu, Activation::Identity] {
-                let hidden = packed.matmul_t_activated(&RoundedRows::from_f32(&x, m, k), &bias, activation).expect("widths match");
+                let rows = RoundedRows::from_f32(&x, m, k);
+                let hidden = packed.matmul_t_activated(&rows, &bias, activation).expect("widths match");
                 let mut y = vec![0f32; m * n];
-                assert!(packed.matmul_t(&x, m, &mut y));
+                assert!(packed.matmul_t_rounded(&rows, &mut y));
                 for (i, row) in y.chunks_exact_mut(n).enumerate() {
                     bias_activation_row(row, &bias, activation);
                     let mut want = vec![bf16::ZERO; n];
@@ -468,15 +478,16 @@ mod tests {
             let scale = uniform(&mut rng, n, 1.0);
             let start = uniform(&mut rng, m * n, 1.0);
             let packed = TileWeight::pack(&w, n, k).expect("shapes fit");
+            let rows = RoundedRows::from_f32(&x, m, k);
             let mut y = vec![0f32; m * n];
-            assert!(packed.matmul_t(&x, m, &mut y));
+            assert!(packed.matmul_t_rounded(&rows, &mut y));
             for scale in [Some(&scale[..]), None] {
                 let mut want = start.clone();
                 for (r, y) in want.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
                     add_scaled_residual_row(r, y, &bias, scale);
                 }
                 let mut got = start.clone();
-                assert!(packed.matmul_t_residual(&RoundedRows::from_f32(&x, m, k), &mut got, &bias, scale));
+                assert!(packed.matmul_t_residual(&rows, &mut got, &bias, scale));
                 assert_eq!(got, want, "m={m} n={n} k={k} scale={}", scale.is_some());
             }
         }
