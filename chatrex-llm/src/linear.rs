@@ -154,6 +154,15 @@ impl LlmLinear {
         }
     }
 
+    /// The weight in tile order, when it is held so and the layer has no bias (for callers
+    /// that chain tile products without an f32 round trip).
+    pub fn tile_weight(&self) -> Option<&TileWeight> {
+        match self {
+            Self::Host { weight: HostWeight::Tiles(tiles), bias: None } => Some(tiles),
+            _ => None,
+        }
+    }
+
     /// `[N, in]` → host values `[N, out]`.
     pub fn forward_host(&self, x: Tensor<2>) -> Vec<f32> {
         match self {

@@ -10,7 +10,9 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::linear::{LlmLinear, host_weights};
 use chatrex_common::device::read_f32;
 use chatrex_common::host_matmul::HostMatrix;
-use chatrex_common::host_ops::{add_assign, rms_norm, silu_mul};
+use chatrex_common::amx::{RoundedRows, round_to_bf16};
+use chatrex_common::host_ops::{add_assign, rms_norm, silu_mul, silu_mul_chunk};
+use rayon::prelude::*;
 use std::sync::Arc;
 use chatrex_common::weights::{WeightDType, WeightLoader};
 
@@ -56,6 +58,16 @@ impl RmsNorm {
     }
 }
 
+/// Rows per parallel task of the tile MLP's gated activation.
+const MLP_ROWS_PER_TASK: usize = 16;
+
+/// The gate and up products of [`Mlp::add_forward_rows`], kept across layers.
+#[derive(Debug, Default)]
+struct MlpScratch {
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
 #[derive(Debug, Clone)]
 struct Mlp {
     gate_proj: LlmLinear,
@@ -71,6 +83,54 @@ impl Mlp {
         let up = self.up_proj.forward_rows(x, l).ok_or_else(missing)?;
         silu_mul(&mut gate, &up);
         self.down_proj.forward_rows(&gate, l).ok_or_else(missing)
+    }
+
+    /// `residual += down(silu(gate(x)) · up(x))` for host rows `x [L, hidden]`. With all three
+    /// weights in tile order and more than one row, `x` is rounded once for both products,
+    /// the gated activation is rounded straight into the rows `down` reads, and `down`'s sums
+    /// are added into `residual` from its blocks (the same numbers as the separate steps);
+    /// otherwise the separate steps of [`forward_rows`](Self::forward_rows).
+    ///
+    /// `scratch` holds the two `[L, intermediate]` products between calls (every value is
+    /// overwritten), so that a prefill does not zero and fault in fresh pages for them in
+    /// every layer.
+    fn add_forward_rows(&self, x: &[f32], l: usize, residual: &mut [f32], scratch: &mut MlpScratch) -> Result<(), LlmError> {
+        let tiles = (self.gate_proj.tile_weight(), self.up_proj.tile_weight(), self.down_proj.tile_weight());
+        if let (Some(gate_w), Some(up_w), Some(down_w)) = tiles
+            && l > 1
+            && gate_w.rows() == up_w.rows()
+            && down_w.cols() == gate_w.rows()
+            && x.len() == l * gate_w.cols()
+            && residual.len() == l * down_w.rows()
+        {
+            let width = gate_w.rows();
+            let rows = RoundedRows::from_f32(x, l, gate_w.cols());
+            let MlpScratch { gate, up } = scratch;
+            for buffer in [&mut *gate, &mut *up] {
+                buffer.resize(l * width, 0.0);
+            }
+            let (gate, up) = (&mut gate[..l * width], &mut up[..l * width]);
+            let products = gate_w.matmul_t_rounded(&rows, gate) && up_w.matmul_t_rounded(&rows, up);
+            drop(rows);
+            let mut activated = RoundedRows::recycled(l, width);
+            activated
+                .par_groups_mut(MLP_ROWS_PER_TASK)
+                .zip(gate.par_chunks_mut(MLP_ROWS_PER_TASK * width).zip(up.par_chunks(MLP_ROWS_PER_TASK * width)))
+                .for_each(|((_, mut group), (gate, up))| {
+                    for (i, (g, u)) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)).enumerate() {
+                        silu_mul_chunk(g, u);
+                        round_to_bf16(g, group.row_mut(i));
+                    }
+                });
+            let zero_bias = vec![0f32; down_w.rows()];
+            if products && down_w.matmul_t_residual(&activated, residual, &zero_bias, None) {
+                return Ok(());
+            }
+            return Err(LlmError::Backend("tile MLP: operand shapes".into()));
+        }
+        let y = self.forward_rows(x, l)?;
+        add_assign(residual, &y);
+        Ok(())
     }
 
     fn is_host(&self) -> bool {
@@ -306,13 +366,13 @@ impl CausalLm {
         let mut x = read_f32(embeds).map_err(LlmError::Backend)?;
         let (cos, sin) = self.rope.host_tables(start, l);
         let mut h = vec![0f32; l * hidden];
+        let mut scratch = MlpScratch::default();
         for (i, layer) in self.layers.iter().enumerate() {
             layer.input_layernorm.forward_rows(&x, &mut h)?;
             let attended = layer.self_attn.forward_host(&h, l, (&cos, &sin), cache, i)?;
             add_assign(&mut x, &attended);
             layer.post_attention_layernorm.forward_rows(&x, &mut h)?;
-            let mlp = layer.mlp.forward_rows(&h, l)?;
-            add_assign(&mut x, &mlp);
+            layer.mlp.add_forward_rows(&h, l, &mut x, &mut scratch)?;
         }
         cache.advance(l);
         self.norm.forward_rows(&x, &mut h)?;
