@@ -84,18 +84,19 @@ impl Attention {
 }
 
 impl Attention {
-    /// Host path of [`forward`](Self::forward) for one sequence on the CPU backend: rows
-    /// `x [L, hidden]` at positions `cache.len()..+L` → `[L, hidden]`, with `cos, sin
-    /// [L, D/2]` rotary tables. Heads run in parallel; each reads its key/value head from the
-    /// host cache without copying it.
-    pub fn forward_host(
+    /// Host path of [`forward`](Self::forward) for one sequence on the CPU backend, added into
+    /// the residual stream: `residual [L, hidden] += attention(x)` for rows `x [L, hidden]` at
+    /// positions `cache.len()..+L`, with `cos, sin [L, D/2]` rotary tables. Heads run in
+    /// parallel; each reads its key/value head from the host cache without copying it.
+    pub fn add_forward_host(
         &self,
         x: &[f32],
         l: usize,
         (cos, sin): (&[f32], &[f32]),
         cache: &mut KvCache,
         layer: usize,
-    ) -> Result<Vec<f32>, LlmError> {
+        residual: &mut [f32],
+    ) -> Result<(), LlmError> {
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
         let project = |linear: &LlmLinear| {
             linear
@@ -118,7 +119,7 @@ impl Attention {
             None => self.attend_f32(&q, l, &kv, start, scale)?,
         };
         self.o_proj
-            .forward_rows(&attended, l)
+            .add_forward_rows(&attended, l, residual)
             .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
     }
 

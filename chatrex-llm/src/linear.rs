@@ -2,9 +2,9 @@
 //! weight-stationary SIMD kernels on the CPU backend (see `chatrex_common::host_matmul`).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use chatrex_common::amx::TileWeight;
+use chatrex_common::amx::{RoundedRows, TileWeight};
 use chatrex_common::host_matmul::{HostData, HostMatrix};
-use chatrex_common::host_ops::{Activation, bias_activation};
+use chatrex_common::host_ops::{Activation, add_assign, bias_activation};
 use chatrex_common::layers::Linear;
 use chatrex_common::weights::WeightLoader;
 use std::sync::Arc;
@@ -138,6 +138,36 @@ impl LlmLinear {
                 Some(y)
             }
         }
+    }
+
+    /// `residual [rows, out] += x · Wᵀ + b` for host rows `x [rows, in]`; `None` for a tensor
+    /// layer or other lengths. With the weight in tile order and more than one row, the sums
+    /// are added into `residual` from the product's blocks (no `[rows, out]` product is
+    /// written); one row (a decode step) keeps [`forward_rows`](Self::forward_rows)' product.
+    pub fn add_forward_rows(&self, x: &[f32], rows: usize, residual: &mut [f32]) -> Option<()> {
+        let Self::Host { weight, bias } = self else {
+            return None;
+        };
+        if x.len() != rows * weight.cols() || residual.len() != rows * weight.rows() {
+            return None;
+        }
+        if let HostWeight::Tiles(tiles) = weight
+            && rows > 1
+        {
+            let zeros;
+            let bias = match bias {
+                Some(bias) => bias.as_slice(),
+                None => {
+                    zeros = vec![0f32; weight.rows()];
+                    &zeros
+                }
+            };
+            let added = tiles.matmul_t_residual(&RoundedRows::from_f32(x, rows, weight.cols()), residual, bias, None);
+            return added.then_some(());
+        }
+        let y = self.forward_rows(x, rows)?;
+        add_assign(residual, &y);
+        Some(())
     }
 
     /// Whether the weight lives in host memory.

@@ -369,8 +369,7 @@ impl CausalLm {
         let mut scratch = MlpScratch::default();
         for (i, layer) in self.layers.iter().enumerate() {
             layer.input_layernorm.forward_rows(&x, &mut h)?;
-            let attended = layer.self_attn.forward_host(&h, l, (&cos, &sin), cache, i)?;
-            add_assign(&mut x, &attended);
+            layer.self_attn.add_forward_host(&h, l, (&cos, &sin), cache, i, &mut x)?;
             layer.post_attention_layernorm.forward_rows(&x, &mut h)?;
             layer.mlp.add_forward_rows(&h, l, &mut x, &mut scratch)?;
         }
