@@ -13,10 +13,11 @@
 //! block stays in L2) and runs every 32-row block of inputs against it with four
 //! accumulator tiles (2×2), all 8 tile registers in use.
 //!
-//! Layers whose weights are small next to their activations (vision towers) hold their
-//! weight in tile order instead ([`TileWeight`], rearranged once at load): the inputs are
-//! then the row operand, loaded as plain rounded rows, and the sums are stored straight
-//! into `y`, with no interleaving of the inputs and no transposition of the outputs.
+//! Weights whose widths are multiples of 32 (the vision towers' and the LLM's) are held in
+//! tile order instead ([`TileWeight`], rearranged once at load): the inputs are then the row
+//! operand, loaded as plain rounded rows, and the sums are stored straight into `y`, with no
+//! interleaving of the inputs and no transposition of the outputs; the in-place layout
+//! serves the rest (e.g. an LM head over a vocabulary of 32 104).
 //!
 //! Tiles need the kernel's permission (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once;
 //! `CHATREX_NO_AMX=1` turns the path off (tests use it to compare with the fallback).

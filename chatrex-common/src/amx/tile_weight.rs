@@ -1,13 +1,14 @@
-//! [`TileWeight`]: a bf16 weight rearranged once, at load, into AMX tile order, for layers
-//! whose weights are small next to their activations (every `HostLinear` with bf16 weights:
-//! the vision towers, and the UPN's feed-forward blocks when it runs in bf16).
+//! [`TileWeight`]: a bf16 weight rearranged once, at load, into AMX tile order — every bf16
+//! weight whose widths are multiples of 32: each `HostLinear` (the vision towers, the UPN's
+//! feed-forward blocks when it runs in bf16) and each of the LLM's layers.
 //!
 //! With the weight as the column operand, the activations are the row operand: their tiles
 //! are 16 rows of plain row-major bf16, loaded in place from the rounded inputs (no
 //! interleaving), and the 16×16 sums land in `y [m, out]` in its own layout (stored straight
-//! from the tiles, no transposition). The cost is that the weight is held in this order only;
-//! the language model, whose 7B weights must not be copied and are also read by the decode
-//! GEMV, keeps its weights as stored and uses [`super::matmul_t_bf16`] instead.
+//! from the tiles, no transposition). The weight is held in this order only (the LLM drops
+//! the stored copy at load, one tensor at a time, so a 7B model is never held twice); one row
+//! of inputs (a decode step) reads the same tiles with `VDPBF16PS` (`tile_matvec.rs`).
+//! Weights of other widths stay as stored and use [`super::matmul_t_bf16`].
 
 use super::{BLOCK, CacheAligned, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, round_to_bf16, tiles};
 use crate::host_ops::{Activation, add_scaled_residual_row, bias_activation_row};
