@@ -257,7 +257,12 @@ impl TileWeight {
         // this thread; no other task writes these rows and columns.
         #[allow(unsafe_code)]
         unsafe {
-            tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
+            if rows <= TILE_ROWS {
+                // The second row tile would be padding only: half the products.
+                tiles::block_1x2_rows(a0.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
+            } else {
+                tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
+            }
         }
         if target.is_none() {
             finish(rb, p, rows, &mut local.0);

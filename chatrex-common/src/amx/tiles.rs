@@ -129,6 +129,44 @@ mod x86 {
         }
     }
 
+    /// [`block_2x2_rows`] for at most 16 rows: one row-operand tile `a` against `b0`, `b1`,
+    /// the two 16×16 sums stored side by side at `c` (`[16 rows][32 outputs]`, `c_stride`
+    /// bytes between rows) — half the tile products of a 2×2 block whose second half would
+    /// only be padding (a last block of 1–16 rows, e.g. CLIP's 577th token).
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; `a` covers 16 rows of `32·steps` values at
+    /// `a_stride` bytes, `b0`/`b1` `steps` tiles of 512 bf16, and `c` 16 rows of 32 f32.
+    pub unsafe fn block_1x2_rows(a: *const bf16, a_stride: usize, b0: *const bf16, b1: *const bf16, steps: usize, c: *mut f32, c_stride: usize) {
+        // SAFETY: the caller guarantees the extents read and written.
+        unsafe {
+            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+            for s in 0..steps {
+                asm!(
+                    "tileloadd tmm4, [{a} + {a_stride}*1]",
+                    "tileloadd tmm6, [{b0} + {sixty_four}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {sixty_four}*1]",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    a = in(reg) a.add(s * TILE_K),
+                    a_stride = in(reg) a_stride,
+                    b0 = in(reg) b0.add(s * TILE_VALUES),
+                    b1 = in(reg) b1.add(s * TILE_VALUES),
+                    sixty_four = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+            asm!(
+                "tilestored [{c0} + {stride}*1], tmm0",
+                "tilestored [{c1} + {stride}*1], tmm1",
+                c0 = in(reg) c,
+                c1 = in(reg) c.wrapping_add(16),
+                stride = in(reg) c_stride,
+                options(nostack),
+            );
+        }
+    }
+
     /// Sets the four sum tiles (tmm0–3) to zero.
     ///
     /// # Safety
@@ -234,6 +272,8 @@ mod fallback {
         }
     }
     pub unsafe fn block_2x2(_: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: bool) {}
+    #[allow(clippy::missing_safety_doc)]
+    pub unsafe fn block_1x2_rows(_: *const half::bf16, _: usize, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: usize) {}
     #[allow(clippy::too_many_arguments, clippy::missing_safety_doc)]
     pub unsafe fn block_2x2_rows(_: *const half::bf16, _: *const half::bf16, _: usize, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: usize) {}
 }
