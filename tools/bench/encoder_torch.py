@@ -47,6 +47,27 @@ def object_features(stages, b):
     return roi.mean(dim=(2, 3)) + pos.to(roi.dtype)
 
 
+def clip_model(dtype):
+    """CLIP ViT-L/14@336 with 23 layers (as ours), random weights, SDPA attention."""
+    return CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                            num_attention_heads=16, image_size=336, patch_size=14,
+                                            hidden_act="quick_gelu", attn_implementation="sdpa")).eval().to(dtype)
+
+
+def convnext_model(dtype):
+    """timm ConvNeXt-L trunk, random weights."""
+    return ConvNeXt(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], num_classes=0).eval().to(dtype)
+
+
+def convnext_stages(conv, pixels):
+    """The four stage maps, as the MLLM reads them."""
+    stages, x = [], conv.stem(pixels)
+    for s in conv.stages:
+        x = s(x)
+        stages.append(x)
+    return stages
+
+
 def best(f, repeat):
     f()
     times = []
@@ -67,20 +88,14 @@ def main():
     torch.manual_seed(0)
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
-        clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                                                num_attention_heads=16, image_size=336, patch_size=14,
-                                                hidden_act="quick_gelu", attn_implementation="sdpa")).eval().to(dtype)
-        conv = ConvNeXt(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], num_classes=0).eval().to(dtype)
+        clip = clip_model(dtype)
+        conv = convnext_model(dtype)
         low = torch.randn(1, 3, 336, 336, dtype=dtype)
         high = torch.randn(1, 3, 768, 768, dtype=dtype)
         b = boxes(100)
 
         def conv_stages():
-            stages, x = [], conv.stem(high)
-            for s in conv.stages:
-                x = s(x)
-                stages.append(x)
-            return stages
+            return convnext_stages(conv, high)
 
         with torch.no_grad():
             results = {

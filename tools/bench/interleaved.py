@@ -21,10 +21,9 @@ import sys
 import time
 
 import torch
-from timm.models.convnext import ConvNeXt
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from encoder_torch import clip_model, convnext_model, convnext_stages  # noqa: E402
 from llm_torch import PREFILL, configs, random_model  # noqa: E402
 
 OURS_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
@@ -44,23 +43,13 @@ def main():
     stages = args.stages.split(",")
     torch_runs = {}
     if "clip" in stages:
-        clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                                                num_attention_heads=16, image_size=336, patch_size=14,
-                                                hidden_act="quick_gelu", attn_implementation="sdpa")).eval().to(dtype)
+        clip = clip_model(dtype)
         low = torch.randn(1, 3, 336, 336, dtype=dtype)
         torch_runs["clip"] = lambda: clip(low).last_hidden_state
     if "convnext" in stages:
-        conv = ConvNeXt(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536], num_classes=0).eval().to(dtype)
+        conv = convnext_model(dtype)
         high = torch.randn(1, 3, 768, 768, dtype=dtype)
-
-        def conv_stages():
-            maps, x = [], conv.stem(high)
-            for s in conv.stages:
-                x = s(x)
-                maps.append(x)
-            return maps
-
-        torch_runs["convnext"] = conv_stages
+        torch_runs["convnext"] = lambda: convnext_stages(conv, high)
     for (name, cls, config), stage in zip(configs(), ("prefill-qwen", "prefill-llama")):
         if stage in stages:
             model = random_model(cls, config, dtype)
