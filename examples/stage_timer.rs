@@ -6,7 +6,8 @@
 //! Commands (one per line): `clip` (CLIP ViT-L/14@336, 23 layers), `convnext`
 //! (ConvNeXt-L@768, four stage maps), `prefill-qwen` / `prefill-llama` (700 tokens into a fresh
 //! KV cache and the last position's logits: Qwen2.5-0.5B, and Llama-7B with 4 of its 32
-//! layers, as `benches/llm.rs`), `quit`. Each run prints one line, its wall time in seconds.
+//! layers, as `benches/llm.rs`), `decode-qwen` / `decode-llama` (32 greedy steps after such a
+//! prefill, which is not timed), `quit`. Each run prints one line, its wall time in seconds.
 //! Each model is built (random weights) on its first command.
 //!
 //! `cargo run --release --example stage_timer -- --dtype bf16` (then type `clip`).
@@ -24,6 +25,8 @@ use std::time::Instant;
 
 /// Prompt length of the prefill runs.
 const PREFILL: usize = 700;
+/// Greedy steps of the decode runs (after an untimed prefill).
+const DECODE: usize = 32;
 
 /// Times full-size stages on command, for interleaving with another process's runs.
 #[derive(Parser)]
@@ -41,12 +44,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut clip, mut convnext, mut qwen, mut llama) = (None, None, None, None);
     let low = Tensor::<4>::random([1, 3, 336, 336], Distribution::Normal(0.0, 1.0), &device).cast(args.dtype.dtype());
     let high = Tensor::<4>::random([1, 3, 768, 768], Distribution::Normal(0.0, 1.0), &device).cast(args.dtype.dtype());
-    let prefill = |lm: &CausalLm| -> Result<(), Box<dyn std::error::Error>> {
+    // The prefill's time, then (`decode` steps > 0) the time of that many greedy steps after it.
+    let generate = |lm: &CausalLm, decode: usize| -> Result<(f64, f64), Box<dyn std::error::Error>> {
         let prompt: Vec<u32> = (0..PREFILL as u32).map(|i| (i * 7919) % lm.config().vocab_size as u32).collect();
-        let mut cache = lm.new_cache(PREFILL);
+        let mut cache = lm.new_cache(PREFILL + decode);
+        let start = Instant::now();
         let hidden = lm.forward(lm.embed(&prompt)?.unsqueeze::<3>(), &mut cache)?;
-        drop(lm.last_logits(&hidden)?);
-        Ok(())
+        let mut logits = lm.last_logits(&hidden)?;
+        let prefill = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for _ in 0..decode {
+            let next = chatrex::llm::sampling::argmax(&logits).unwrap_or(0) as u32;
+            let hidden = lm.forward(lm.embed(&[next])?.unsqueeze::<3>(), &mut cache)?;
+            logits = lm.last_logits(&hidden)?;
+        }
+        Ok((prefill, start.elapsed().as_secs_f64()))
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
@@ -58,8 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match command {
             "clip" => drop(clip.get_or_insert_with(|| ClipVisionTower::load(&vb.pp("clip"), &ClipVisionConfig::vit_large_patch14_336(), 23, SelectFeature::Patch))),
             "convnext" => drop(convnext.get_or_insert_with(|| ConvNext::load(&vb.pp("convnext"), &ConvNextConfig::large()))),
-            "prefill-qwen" => drop(qwen.get_or_insert_with(|| CausalLm::from_loader(&vb.pp("qwen"), &LlmConfig::qwen25_0_5b(), &LlmKeys::default()))),
-            "prefill-llama" => drop(llama.get_or_insert_with(|| {
+            "prefill-qwen" | "decode-qwen" => drop(qwen.get_or_insert_with(|| CausalLm::from_loader(&vb.pp("qwen"), &LlmConfig::qwen25_0_5b(), &LlmKeys::default()))),
+            "prefill-llama" | "decode-llama" => drop(llama.get_or_insert_with(|| {
                 let mut config = LlmConfig::vicuna_7b();
                 config.num_hidden_layers = 4;
                 CausalLm::from_loader(&vb.pp("llama"), &config, &LlmKeys::default())
@@ -67,14 +79,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => {}
         }
         let start = Instant::now();
-        match (command, &clip, &convnext, &qwen, &llama) {
-            ("clip", Some(clip), ..) => drop(clip.forward(low.clone())?.into_data()),
-            ("convnext", _, Some(convnext), ..) => drop(convnext.forward(high.clone())?.pop().map(|s| s.into_data())),
-            ("prefill-qwen", _, _, Some(lm), _) | ("prefill-llama", _, _, _, Some(lm)) => prefill(lm)?,
+        let seconds = match (command, &clip, &convnext, &qwen, &llama) {
+            ("clip", Some(clip), ..) => {
+                drop(clip.forward(low.clone())?.into_data());
+                start.elapsed().as_secs_f64()
+            }
+            ("convnext", _, Some(convnext), ..) => {
+                drop(convnext.forward(high.clone())?.pop().map(|s| s.into_data()));
+                start.elapsed().as_secs_f64()
+            }
+            ("prefill-qwen", _, _, Some(lm), _) | ("prefill-llama", _, _, _, Some(lm)) => generate(lm, 0)?.0,
+            ("decode-qwen", _, _, Some(lm), _) | ("decode-llama", _, _, _, Some(lm)) => generate(lm, DECODE)?.1,
             ("quit", ..) => break,
-            (other, ..) => return Err(format!("unknown command {other:?} (clip, convnext, prefill-qwen, prefill-llama, quit)").into()),
-        }
-        writeln!(out, "{}", start.elapsed().as_secs_f64())?;
+            (other, ..) => {
+                return Err(format!("unknown command {other:?} (clip, convnext, prefill-qwen, prefill-llama, decode-qwen, decode-llama, quit)").into());
+            }
+        };
+        writeln!(out, "{seconds}")?;
         out.flush()?;
     }
     Ok(())

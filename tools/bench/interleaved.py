@@ -7,9 +7,10 @@ and the median of the per-round ratios (PyTorch time / ours: > 1 means ours is f
 
     cargo build --release --example stage_timer
     python tools/bench/interleaved.py --threads 2 --dtype bfloat16 --rounds 8 \
-        [--stages clip,convnext,prefill-qwen,prefill-llama]
+        [--stages clip,convnext,prefill-qwen,prefill-llama,decode-qwen,decode-llama]
 
-Prefill: 700 tokens into a fresh KV cache, logits of the last position only (as llm_torch.py).
+Prefill: 700 tokens into a fresh KV cache, logits of the last position only (as llm_torch.py);
+decode: 32 greedy steps after such a prefill (the prefill not timed).
 """
 
 import argparse
@@ -24,9 +25,20 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from encoder_torch import clip_model, convnext_model, convnext_stages  # noqa: E402
-from llm_torch import PREFILL, configs, random_model  # noqa: E402
+from llm_torch import DECODE, PREFILL, configs, random_model  # noqa: E402
 
 OURS_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+
+def decode(model, ids):
+    """DECODE greedy steps after an untimed prefill of `ids`: their time, as stage_timer's."""
+    out = model(ids, use_cache=True, num_logits_to_keep=1)
+    past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    t = time.perf_counter()
+    for _ in range(DECODE):
+        out = model(nxt, past_key_values=past, use_cache=True)
+        past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    return time.perf_counter() - t
 
 
 def main():
@@ -50,11 +62,12 @@ def main():
         conv = convnext_model(dtype)
         high = torch.randn(1, 3, 768, 768, dtype=dtype)
         torch_runs["convnext"] = lambda: convnext_stages(conv, high)
-    for (name, cls, config), stage in zip(configs(), ("prefill-qwen", "prefill-llama")):
-        if stage in stages:
+    for (name, cls, config), which in zip(configs(), ("qwen", "llama")):
+        if f"prefill-{which}" in stages or f"decode-{which}" in stages:
             model = random_model(cls, config, dtype)
             ids = torch.randint(0, config.vocab_size, (1, PREFILL))
-            torch_runs[stage] = (lambda m, i: lambda: m(i, use_cache=True, num_logits_to_keep=1))(model, ids)
+            torch_runs[f"prefill-{which}"] = (lambda m, i: lambda: m(i, use_cache=True, num_logits_to_keep=1))(model, ids)
+            torch_runs[f"decode-{which}"] = (lambda m, i: lambda: decode(m, i))(model, ids)
     env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
     ours = subprocess.Popen([args.binary, "--dtype", OURS_DTYPE[args.dtype]], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
@@ -69,8 +82,8 @@ def main():
     def run_torch(stage):
         t = time.perf_counter()
         with torch.no_grad():
-            torch_runs[stage]()
-        return time.perf_counter() - t
+            timed = torch_runs[stage]()
+        return timed if stage.startswith("decode") else time.perf_counter() - t
 
     times = {s: {"ours": [], "torch": []} for s in stages}
     for s in stages:  # warm-up
@@ -86,7 +99,8 @@ def main():
     ours.wait()
     for s in stages:
         o, t = times[s]["ours"], times[s]["torch"]
-        extra = {"ours_best_tok_s": PREFILL / min(o), "torch_best_tok_s": PREFILL / min(t)} if s.startswith("prefill") else {}
+        tokens = PREFILL if s.startswith("prefill") else DECODE if s.startswith("decode") else 0
+        extra = {"ours_best_tok_s": tokens / min(o), "torch_best_tok_s": tokens / min(t)} if tokens else {}
         print(json.dumps({**extra,
             "stage": s, "dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
             "ours_best": min(o), "torch_best": min(t), "ratio_of_bests": min(t) / min(o),
