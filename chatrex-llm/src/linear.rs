@@ -154,15 +154,7 @@ impl LlmLinear {
         if let HostWeight::Tiles(tiles) = weight
             && rows > 1
         {
-            let zeros;
-            let bias = match bias {
-                Some(bias) => bias.as_slice(),
-                None => {
-                    zeros = vec![0f32; weight.rows()];
-                    &zeros
-                }
-            };
-            let added = tiles.matmul_t_residual(&RoundedRows::from_f32(x, rows, weight.cols()), residual, bias, None);
+            let added = tiles.matmul_t_residual(&RoundedRows::from_f32(x, rows, weight.cols()), residual, bias.as_deref(), None);
             return added.then_some(());
         }
         let y = self.forward_rows(x, rows)?;

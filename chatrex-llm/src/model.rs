@@ -122,8 +122,7 @@ impl Mlp {
                         round_to_bf16(g, group.row_mut(i));
                     }
                 });
-            let zero_bias = vec![0f32; down_w.rows()];
-            if products && down_w.matmul_t_residual(&activated, residual, &zero_bias, None) {
+            if products && down_w.matmul_t_residual(&activated, residual, None, None) {
                 return Ok(());
             }
             return Err(LlmError::Backend("tile MLP: operand shapes".into()));

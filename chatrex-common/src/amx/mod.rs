@@ -203,7 +203,7 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
         // f32 sums: [input block][weight block][4 tiles].
         let mut sum_buffer = CacheAligned::<f32>::recycled(packed.blocks * blocks * BLOCK_SUMS);
         let sums = sum_buffer.as_mut_slice();
-        tiles::configure();
+        let configured = tiles::Configured::new();
         let mut s0 = 0;
         while s0 < packed.steps {
             let steps = CHUNK_STEPS.min(packed.steps - s0);
@@ -244,7 +244,7 @@ pub fn matmul_t_bf16(w: &[bf16], n: usize, k: usize, x: &[f32], m: usize, y: &mu
             }
             s0 += steps;
         }
-        tiles::release();
+        drop(configured);
         // Tile t = 2·(weight half) + (input half), each [16 outputs][16 inputs], written
         // transposed into y.
         for mb in 0..packed.blocks {

@@ -161,22 +161,30 @@ impl TileWeight {
         Some(hidden)
     }
 
-    /// `residual += (x · Wᵀ + bias) · scale` for `residual [m, n]` (`scale [n]`; `None`: 1):
-    /// the bias, scale and sum run on each 32×32 block of sums while it is in L1, so the
-    /// product is never written out (an MLP's second layer or an attention's output
-    /// projection adding into the residual stream). Returns `false`, computing nothing, when
-    /// `x` has another width than the weight, `residual` fewer than `m · n` values or `bias`
-    /// (or `scale`) fewer than `n`.
-    pub fn matmul_t_residual<'a>(&self, x: impl Into<RoundedView<'a>>, residual: &mut [f32], bias: &[f32], scale: Option<&[f32]>) -> bool {
+    /// `residual += (x · Wᵀ + bias) · scale` for `residual [m, n]` (`bias [n]`, `scale [n]`;
+    /// `None`: 0 and 1): the bias, scale and sum run on each 32×32 block of sums while it is
+    /// in L1, so the product is never written out (an MLP's second layer or an attention's
+    /// output projection adding into the residual stream). Returns `false`, computing
+    /// nothing, when `x` has another width than the weight, `residual` fewer than `m · n`
+    /// values or `bias` (or `scale`) fewer than `n`.
+    pub fn matmul_t_residual<'a>(
+        &self,
+        x: impl Into<RoundedView<'a>>,
+        residual: &mut [f32],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> bool {
         let x = x.into();
         let (n, m) = (self.n, x.m);
-        if x.k != self.k || residual.len() < m * n || bias.len() < n || scale.is_some_and(|s| s.len() < n) {
+        let short = |v: Option<&[f32]>| v.is_some_and(|v| v.len() < n);
+        if x.k != self.k || residual.len() < m * n || short(bias) || short(scale) {
             return false;
         }
         let out = OutPtr(residual.as_mut_ptr());
+        let no_bias = [0f32; BLOCK];
         self.for_each_block(x, None, |rb, p, rows, sums| {
             let columns = p * BLOCK..(p + 1) * BLOCK;
-            let (bias, scale) = (&bias[columns.clone()], scale.map(|s| &s[columns]));
+            let (bias, scale) = (bias.map_or(&no_bias[..], |b| &b[columns.clone()]), scale.map(|s| &s[columns]));
             for (i, row) in sums.chunks_exact(BLOCK).take(rows).enumerate() {
                 // SAFETY: row rb·32 + i < m and columns p·32 .. +32 ≤ n lie inside
                 // `residual [m, n]`; no other task touches these rows and columns.
@@ -493,14 +501,14 @@ mod tests {
                     add_scaled_residual_row(r, y, &bias, scale);
                 }
                 let mut got = start.clone();
-                assert!(packed.matmul_t_residual(&rows, &mut got, &bias, scale));
+                assert!(packed.matmul_t_residual(&rows, &mut got, Some(&bias), scale));
                 assert_eq!(got, want, "m={m} n={n} k={k} scale={}", scale.is_some());
             }
         }
         let packed = TileWeight::pack(&[bf16::ZERO; 32 * 32], 32, 32).expect("shapes fit");
         let rows = RoundedRows::zeros(3, 32);
-        assert!(!packed.matmul_t_residual(&rows, &mut [0.0; 95], &[0.0; 32], None), "short residual");
-        assert!(!packed.matmul_t_residual(&rows, &mut [0.0; 96], &[0.0; 32], Some(&[1.0; 31])), "short scale");
-        assert!(!packed.matmul_t_residual(&RoundedRows::zeros(3, 64), &mut [0.0; 96], &[0.0; 32], None), "width 64 ≠ 32");
+        assert!(!packed.matmul_t_residual(&rows, &mut [0.0; 95], Some(&[0.0; 32]), None), "short residual");
+        assert!(!packed.matmul_t_residual(&rows, &mut [0.0; 96], Some(&[0.0; 32]), Some(&[1.0; 31])), "short scale");
+        assert!(!packed.matmul_t_residual(&RoundedRows::zeros(3, 64), &mut [0.0; 96], Some(&[0.0; 32]), None), "width 64 ≠ 32");
     }
 }

@@ -31,7 +31,7 @@ mod x86 {
     };
 
     /// Loads the tile configuration on the calling thread.
-    pub fn configure() {
+    fn configure() {
         // SAFETY: only called after `available()` granted the tile state; the config is a
         // valid palette-1 layout.
         unsafe {
@@ -40,7 +40,7 @@ mod x86 {
     }
 
     /// Returns the tile state to its initial (unused) state.
-    pub fn release() {
+    fn release() {
         // SAFETY: as above.
         unsafe {
             asm!("tilerelease", options(nostack, nomem));
@@ -263,8 +263,6 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod fallback {
     //! Stubs: `available()` is false off x86-64, so none of these is ever called.
-    pub fn configure() {}
-    pub fn release() {}
     pub struct Configured(());
     impl Configured {
         pub fn new() -> Self {

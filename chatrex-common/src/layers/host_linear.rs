@@ -130,7 +130,7 @@ impl HostLinear {
     pub fn add_to_residual(&self, x: &[f32], rows: usize, residual: &mut [f32], scale: Option<&[f32]>) {
         if let HostWeight::Tiles(tiles) = &self.weight
             && x.len() >= rows * self.d_in
-            && tiles.matmul_t_residual(&crate::amx::RoundedRows::from_f32(x, rows, self.d_in), residual, &self.bias, scale)
+            && tiles.matmul_t_residual(&crate::amx::RoundedRows::from_f32(x, rows, self.d_in), residual, Some(&self.bias), scale)
         {
             return;
         }

@@ -152,7 +152,7 @@ fn tile_mlp(
 ) {
     if let Some(hidden) = tiles1.matmul_t_activated(rows, &fc1.bias, activation) {
         // fc2's bias, the layer scale and the residual sum run on its blocks of sums.
-        let _ = tiles2.matmul_t_residual(&hidden, x, &fc2.bias, scale);
+        let _ = tiles2.matmul_t_residual(&hidden, x, Some(&fc2.bias), scale);
     }
 }
 
