@@ -33,8 +33,8 @@ struct Args {
     /// Backend to measure (`cpu` measures the CPU against itself).
     #[arg(long, default_value = "cuda")]
     backend: Backend,
-    /// Comma-separated stages: upn, clip, convnext, objects, llm, detect.
-    #[arg(long, default_value = "upn,clip,convnext,objects,llm,detect")]
+    /// Comma-separated stages: fused, upn, clip, convnext, objects, llm, detect.
+    #[arg(long, default_value = "fused,upn,clip,convnext,objects,llm,detect")]
     stages: String,
     /// Timed repetitions after one warm-up run.
     #[arg(long, default_value_t = 3)]
@@ -282,14 +282,28 @@ fn stage_llm(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device
     let (_, _, ref_logits, ref_ids) = run_llm(&reference, &prompt, 8)?;
     drop(reference);
     // Timing: all 32 layers in the chosen dtype.
-    let lm = CausalLm::from_loader(&WeightLoader::random(3, gpu, args.llm_dtype), &full, &LlmKeys::default());
+    let mut lm = CausalLm::from_loader(&WeightLoader::random(3, gpu, args.llm_dtype), &full, &LlmKeys::default());
     let _ = run_llm(&lm, &prompt[..64.min(prompt.len())], 2)?;
     let mut prefills = Vec::new();
     let mut tokens = Vec::new();
+    let mut fused_ids = Vec::new();
     for _ in 0..args.repeat.max(1) {
-        let (p, d, _, _) = run_llm(&lm, &prompt, args.decode)?;
+        let (p, d, _, ids) = run_llm(&lm, &prompt, args.decode)?;
         prefills.push(p);
         tokens.push(d);
+        fused_ids = ids;
+    }
+    // The same decode with Burn's tensor ops instead of the fused kernels (where they ran).
+    let fused = lm.fused_decode();
+    let mut op_tokens = Vec::new();
+    let mut op_ids = Vec::new();
+    if fused && !lm.set_fused_decode(false) {
+        let _ = run_llm(&lm, &prompt[..64.min(prompt.len())], 2)?;
+        for _ in 0..args.repeat.max(1) {
+            let (_, d, _, ids) = run_llm(&lm, &prompt, args.decode)?;
+            op_tokens.push(d);
+            op_ids = ids;
+        }
     }
     let dtype = args.llm_dtype;
     let bytes = {
@@ -307,13 +321,74 @@ fn stage_llm(args: &Args, gpu: &burn::tensor::Device, cpu: &burn::tensor::Device
         note: format!("{:.0} tok/s", args.prefill as f64 / median(&prefills)),
     });
     let per_token = median(&tokens);
+    let comparison = if op_tokens.is_empty() {
+        String::from("; tensor-op decode (fused kernels unavailable)")
+    } else {
+        let op = median(&op_tokens);
+        format!(
+            "; tensor-op decode {:.1} ms/token ({:.2}x slower), same ids as fused: {}",
+            op * 1e3,
+            op / per_token,
+            op_ids == fused_ids
+        )
+    };
     results.push(StageResult {
         stage: format!("llama7b_decode_{dtype}"),
         seconds: per_token,
         runs: tokens,
-        note: format!("{:.1} tok/s; {:.2} GB of weights per token → {:.0} GB/s effective", 1.0 / per_token, bytes as f64 / 1e9, bytes as f64 / per_token / 1e9),
+        note: format!(
+            "{:.1} tok/s; {:.2} GB of weights per token → {:.0} GB/s effective; fused kernels: {fused}{comparison}",
+            1.0 / per_token,
+            bytes as f64 / 1e9,
+            bytes as f64 / per_token / 1e9
+        ),
         ..Default::default()
     });
+    Ok(results)
+}
+
+/// Prefill `prompt`, then `steps` greedy positions: the logits of every step and the ids.
+fn stepwise(lm: &CausalLm, prompt: &[u32], steps: usize) -> Result<(Vec<Vec<f32>>, Vec<u32>), chatrex::llm::LlmError> {
+    let mut cache = lm.new_cache(prompt.len() + steps);
+    let hidden = lm.forward(lm.embed(prompt)?.unsqueeze::<3>(), &mut cache)?;
+    let mut logits = lm.last_logits(&hidden)?;
+    let (mut all, mut ids) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let next = chatrex::llm::sampling::argmax(&logits).unwrap_or(0) as u32;
+        ids.push(next);
+        let hidden = lm.forward(lm.embed(&[next])?.unsqueeze::<3>(), &mut cache)?;
+        logits = lm.last_logits(&hidden)?;
+        all.push(logits.clone());
+    }
+    Ok((all, ids))
+}
+
+/// The fused decode kernels against Burn's tensor ops on the backend, on the small reference
+/// models of `fixtures/llm` (f32 and f16): the worst step's logits error and the greedy ids.
+fn stage_fused(gpu: &burn::tensor::Device) -> Result<Vec<StageResult>, Box<dyn std::error::Error>> {
+    let mut results = Vec::new();
+    for (name, dtype) in [("qwen2_gqa_untied", WeightDType::F32), ("llama_gqa_untied", WeightDType::F32), ("qwen2_gqa_untied", WeightDType::F16)] {
+        let dir = chatrex::common::parity::repo_fixtures().join("llm").join(name);
+        let (mut lm, _) = CausalLm::load_dir(&dir, gpu, dtype)?;
+        let fused = lm.fused_decode();
+        let vocab = lm.config().vocab_size as u32;
+        let prompt_len = (lm.config().max_position_embeddings - 24).min(300);
+        let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| (i * 37 + 5) % vocab).collect();
+        let t = Instant::now();
+        let (a, ids_a) = stepwise(&lm, &prompt, 20)?;
+        let fused_s = t.elapsed().as_secs_f64();
+        lm.set_fused_decode(false);
+        let (b, ids_b) = stepwise(&lm, &prompt, 20)?;
+        let worst = a.iter().zip(&b).map(|(x, y)| rel(x, y)).fold(0f64, f64::max);
+        results.push(StageResult {
+            stage: format!("fused_decode_{name}_{dtype}"),
+            seconds: fused_s,
+            parity: vec![("worst step logits vs tensor ops".into(), worst)],
+            exact: Some(ids_a == ids_b),
+            note: format!("fused kernels: {fused}; prefill {prompt_len} + 20 steps"),
+            ..Default::default()
+        });
+    }
     Ok(results)
 }
 
@@ -396,6 +471,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     println!("backend {} ({:?}), {} timed runs after one warm-up", args.backend.name(), gpu, args.repeat);
+    if stages.contains(&"fused") {
+        // A failure here is reported, not fatal: the timed stages still run.
+        match stage_fused(&gpu) {
+            Ok(rs) => rs.into_iter().for_each(&mut report),
+            Err(e) => report(StageResult { stage: "fused_decode".into(), note: format!("FAILED: {e}"), ..Default::default() }),
+        }
+    }
     if stages.contains(&"upn") {
         report(stage_upn(&args, &gpu, &cpu)?);
     }

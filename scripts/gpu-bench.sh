@@ -5,8 +5,10 @@
 #   scripts/gpu-bench.sh build          # here: builds examples/backend_check with CUDA (NVRTC)
 #                                       # into gpu-bench/ (binary + Llama-2 tokenizer)
 #   scripts/gpu-bench.sh run [OUTDIR]   # on the GPU machine, from the repository root:
-#                                       # nvidia-smi, then every stage on `cuda`, each timed and
-#                                       # compared with the CPU backend on the same weights
+#                                       # nvidia-smi, then every stage on `cuda` (the fused
+#                                       # decode kernels against Burn's tensor ops first), each
+#                                       # timed and compared with the CPU backend on the same
+#                                       # weights
 #
 # The CUDA build compiles kernels with NVRTC (`cuda-nvrtc` feature) because cubecl's default
 # LLVM/NVPTX compiler needs an LLVM bundle that its build script downloads. With DOCS_RS=1 that
@@ -53,6 +55,8 @@ run)
   export LD_PRELOAD="$PWD/gpu-bench/libunresolved_stubs.so"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
   nproc | sed 's/^/cpu threads: /' | tee -a "$out/gpu.txt"
+  # The `fused` stage reads the small reference models of fixtures/llm in this checkout.
+  export CHATREX_REPO_ROOT="$PWD"
   ./gpu-bench/backend_check --backend cuda --tokenizer gpu-bench/llama2 ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} \
     --json "$out/backend_check_cuda.json" 2>&1 | tee "$out/backend_check_cuda.log"
   ;;

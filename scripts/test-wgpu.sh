@@ -15,4 +15,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/wgpu}"
 # The parity suites (not the pure-host unit tests, which do not touch a device).
 cargo test --release --workspace --no-default-features --features wgpu \
   --test official_parity --test reference_modules --test reference_models --test reference_towers \
-  --test llama_family "$@"
+  --test llama_family --test fused_decode "$@"

@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 
 /// The repository root (where the workspace `Cargo.toml` is).
 pub fn repo_root() -> PathBuf {
+    // A test binary run away from its build tree (e.g. on a GPU machine) is pointed at the
+    // checkout with `CHATREX_REPO_ROOT`.
+    if let Ok(root) = std::env::var("CHATREX_REPO_ROOT") {
+        return PathBuf::from(root);
+    }
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
 }

@@ -15,13 +15,13 @@ use chatrex_common::weights::WeightLoader;
 /// `self_attn.{q,k,v,o}_proj`.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: LlmLinear,
-    k_proj: LlmLinear,
-    v_proj: LlmLinear,
-    o_proj: LlmLinear,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    pub(crate) q_proj: LlmLinear,
+    pub(crate) k_proj: LlmLinear,
+    pub(crate) v_proj: LlmLinear,
+    pub(crate) o_proj: LlmLinear,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
 }
 
 impl Attention {
@@ -41,15 +41,17 @@ impl Attention {
     }
 
     /// `x [B, L, hidden]` at positions `cache.len()..+L` → `[B, L, hidden]`, appending this
-    /// step's keys and values to layer `layer` of the cache.
+    /// step's keys and values to layer `layer` of the cache. `mask` is the additive causal mask
+    /// of [`causal_mask`](Self::causal_mask) for these positions (built once per forward pass,
+    /// shared by all layers; `None` for a single position, which sees every cached one).
     ///
     /// The `heads / kv_heads` query heads sharing a key/value head are stacked along the
     /// query axis (`[B, kv, group·L, D]`), so keys and values are never repeated in memory.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        cos: &Tensor<4>,
-        sin: &Tensor<4>,
+        (cos, sin): (&Tensor<4>, &Tensor<4>),
+        mask: Option<&Tensor<4>>,
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor<3>, LlmError> {
@@ -63,15 +65,14 @@ impl Attention {
         let q = apply_rope(q, cos, sin);
         let k = apply_rope(k, cos, sin);
         let (keys, values) = cache.append(layer, k, v).map_err(LlmError::Request)?;
-        let total = start + l;
 
         // [B, H, L, D] → [B, kv, group·L, D] (query heads of one group are consecutive).
         let q = q.reshape([b, kvh, group * l, d]);
         let scores = q.matmul(keys.transpose()).cast(DType::F32) / (d as f64).sqrt();
-        let scores = if l > 1 {
-            scores + causal_bias(group, l, start, total, &values.device())
-        } else {
-            scores
+        let scores = match mask {
+            Some(mask) if l > 1 => scores + mask.clone(),
+            None if l > 1 => scores + self.causal_mask(l, start, &values.device()),
+            _ => scores,
         };
         let probs = softmax(scores, 3).cast(values.dtype());
         let out = probs
@@ -176,6 +177,14 @@ impl Attention {
     /// Whether every projection lives in host memory (the host path can run).
     pub fn is_host(&self) -> bool {
         [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj].iter().all(|p| p.is_host())
+    }
+}
+
+impl Attention {
+    /// The additive causal mask `[1, 1, group·L, start + L]` of [`forward`](Self::forward) for
+    /// `l` positions after `start` cached ones.
+    pub fn causal_mask(&self, l: usize, start: usize, device: &burn::tensor::Device) -> Tensor<4> {
+        causal_bias(self.heads / self.kv_heads.max(1), l, start, start + l, device)
     }
 }
 

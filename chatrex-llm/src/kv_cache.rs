@@ -94,6 +94,46 @@ impl KvCache {
         let [b, h, l, d] = k.dims();
         let start = self.len;
         let end = start + l;
+        let cache = self.reserve(layer, [b, h, d], l, (&k.device(), k.dtype()))?;
+        let ranges = [0..b, 0..h, start..end, 0..d];
+        let updated = LayerCache {
+            k: cache.k.slice_assign(ranges.clone(), k),
+            v: cache.v.slice_assign(ranges, v),
+        };
+        let views = (updated.k.clone().narrow(2, 0, end), updated.v.clone().narrow(2, 0, end));
+        self.layers[layer] = Some(updated);
+        Ok(views)
+    }
+
+    /// The whole buffers `[B, kv, allocated, D]` of layer `layer`, grown (the filled part kept)
+    /// to hold `new` more positions after `len()`: for kernels that write the new rows in place
+    /// (the buffers are shared with the cache, not copied).
+    ///
+    /// Errors if the cache would overflow.
+    pub fn device_buffers(
+        &mut self,
+        layer: usize,
+        [b, h, d]: [usize; 3],
+        new: usize,
+        options: (&burn::tensor::Device, burn::tensor::DType),
+    ) -> Result<(Tensor<4>, Tensor<4>), String> {
+        let cache = self.reserve(layer, [b, h, d], new, options)?;
+        let buffers = (cache.k.clone(), cache.v.clone());
+        self.layers[layer] = Some(cache);
+        Ok(buffers)
+    }
+
+    /// Takes layer `layer`'s buffers out of the cache, grown to hold positions up to
+    /// `len() + new` (the caller puts them back).
+    fn reserve(
+        &mut self,
+        layer: usize,
+        [b, h, d]: [usize; 3],
+        new: usize,
+        options: (&burn::tensor::Device, burn::tensor::DType),
+    ) -> Result<LayerCache, String> {
+        let start = self.len;
+        let end = start + new;
         if end > self.capacity {
             return Err(format!("KV cache overflow: {end} positions, capacity {}", self.capacity));
         }
@@ -101,12 +141,11 @@ impl KvCache {
             .layers
             .get_mut(layer)
             .ok_or_else(|| format!("no cache for layer {layer}"))?;
-        let options = (&k.device(), k.dtype());
         let fresh = |size: usize| LayerCache {
             k: Tensor::zeros([b, h, size, d], options),
             v: Tensor::zeros([b, h, size, d], options),
         };
-        let cache = match slot.take() {
+        Ok(match slot.take() {
             Some(c) if c.k.dims() == [b, h, c.k.dims()[2], d] => {
                 let allocated = c.k.dims()[2];
                 let size = (end + GROWTH_STEP).max(allocated + allocated / 2).min(self.capacity);
@@ -126,15 +165,7 @@ impl KvCache {
                 }
             }
             _ => fresh((end + GROWTH_STEP).min(self.capacity)),
-        };
-        let ranges = [0..b, 0..h, start..end, 0..d];
-        let updated = LayerCache {
-            k: cache.k.slice_assign(ranges.clone(), k),
-            v: cache.v.slice_assign(ranges, v),
-        };
-        let views = (updated.k.clone().narrow(2, 0, end), updated.v.clone().narrow(2, 0, end));
-        *slot = Some(updated);
-        Ok(views)
+        })
     }
 
     /// Host-memory variant of [`append`](Self::append) for one sequence: `k, v [L, kv, D]`

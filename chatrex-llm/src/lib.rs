@@ -3,7 +3,9 @@
 //! - [`config`]: Llama (Vicuna, ChatRex-7B) and Qwen2 (RexSeek, the paper's ChatRex) from a
 //!   Hugging Face `config.json`; unsupported options are errors.
 //! - [`model`]: the decoder ([`rope`] split-half rotary embeddings, [`attention`] with
-//!   grouped KV heads, [`kv_cache`] updated in place), prefill from token ids or embeddings.
+//!   grouped KV heads, [`kv_cache`] updated in place), prefill from token ids or embeddings;
+//!   on CubeCL devices (features `wgpu`, `cuda`) one-position steps run the fused kernels of
+//!   `cube` (see `fused_decode`).
 //! - [`tokenizer`]: `tokenizer.json` via the `tokenizers` crate, chunk-wise multimodal
 //!   encoding with the `-200`/`-300` placeholders, ChatRex tokens looked up by string.
 //! - [`generate`](mod@generate): greedy or sampled decoding ([`sampling`]), stop conditions, streaming,
@@ -12,6 +14,10 @@
 
 pub mod attention;
 pub mod config;
+#[cfg(feature = "cube")]
+pub mod cube;
+#[cfg(feature = "cube")]
+pub mod fused_decode;
 mod error;
 pub mod generate;
 pub mod grammar;

@@ -19,10 +19,10 @@ use chatrex_common::weights::{WeightDType, WeightLoader};
 /// RMSNorm computed in f32 (as Hugging Face does), cast back to the input dtype.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
-    weight: Tensor<1>,
+    pub(crate) weight: Tensor<1>,
     /// The weight in host memory (CPU backend's host path).
     host_weight: Option<Vec<f32>>,
-    eps: f64,
+    pub(crate) eps: f64,
 }
 
 impl RmsNorm {
@@ -69,10 +69,10 @@ struct MlpScratch {
 }
 
 #[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: LlmLinear,
-    up_proj: LlmLinear,
-    down_proj: LlmLinear,
+pub(crate) struct Mlp {
+    pub(crate) gate_proj: LlmLinear,
+    pub(crate) up_proj: LlmLinear,
+    pub(crate) down_proj: LlmLinear,
 }
 
 impl Mlp {
@@ -143,11 +143,11 @@ impl Mlp {
 }
 
 #[derive(Debug, Clone)]
-struct DecoderLayer {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+pub(crate) struct DecoderLayer {
+    pub(crate) input_layernorm: RmsNorm,
+    pub(crate) self_attn: Attention,
+    pub(crate) post_attention_layernorm: RmsNorm,
+    pub(crate) mlp: Mlp,
 }
 
 /// Where the LLM's tensors sit in a checkpoint.
@@ -180,15 +180,18 @@ enum Embedding {
 pub struct CausalLm {
     config: LlmConfig,
     embed_tokens: Embedding,
-    layers: Vec<DecoderLayer>,
-    norm: RmsNorm,
+    pub(crate) layers: Vec<DecoderLayer>,
+    pub(crate) norm: RmsNorm,
     /// The LM head (the embedding matrix when tied).
-    lm_head: LlmLinear,
-    rope: Rope,
+    pub(crate) lm_head: LlmLinear,
+    pub(crate) rope: Rope,
     dtype: WeightDType,
     /// Activation dtype: the weight dtype on devices, f32 with host weights.
     act_dtype: DType,
     device: Device,
+    /// Whether one-position steps run the fused decode kernels (CubeCL devices, see
+    /// [`fused_decode`](crate::fused_decode)).
+    fused_decode: bool,
 }
 
 impl CausalLm {
@@ -256,7 +259,41 @@ impl CausalLm {
             act_dtype: if host { DType::F32 } else { vb.dtype().dtype() },
             device: vb.device().clone(),
             config: c.clone(),
+            fused_decode: false,
         }
+        .with_default_decode()
+    }
+
+    /// Turns the fused decode step on where it is supported, unless `CHATREX_FUSED_DECODE=0`.
+    fn with_default_decode(mut self) -> Self {
+        let wanted = std::env::var("CHATREX_FUSED_DECODE").map(|v| v != "0").unwrap_or(true);
+        self.fused_decode = wanted && self.fused_decode_supported();
+        self
+    }
+
+    /// Whether the fused decode kernels can run this model on its device (a CubeCL backend
+    /// whose cubes hold 256 units, weights on the device in f32, f16 or bf16).
+    pub fn fused_decode_supported(&self) -> bool {
+        #[cfg(feature = "cube")]
+        {
+            !self.host_path() && crate::cube::supported(&self.device, self.act_dtype, self.config.head_dim())
+        }
+        #[cfg(not(feature = "cube"))]
+        {
+            false
+        }
+    }
+
+    /// Whether one-position steps run the fused decode kernels.
+    pub fn fused_decode(&self) -> bool {
+        self.fused_decode
+    }
+
+    /// Chooses between the fused decode kernels (where supported; on by default) and Burn's
+    /// tensor ops for one-position steps; returns whether the fused step is now on.
+    pub fn set_fused_decode(&mut self, on: bool) -> bool {
+        self.fused_decode = on && self.fused_decode_supported();
+        self.fused_decode
     }
 
     /// The configuration.
@@ -328,14 +365,23 @@ impl CausalLm {
         if embeds.dims()[0] == 1 && self.host_path() {
             return self.forward_host(embeds, cache);
         }
+        #[cfg(feature = "cube")]
+        if self.fused_decode && l == 1 && embeds.dims()[0] == 1 {
+            return self.forward_fused_step(embeds, cache);
+        }
         let dtype = self.act_dtype;
         let (cos, sin) = self.rope.tables(start, l, &self.device);
         let (cos, sin) = (cos.cast(dtype), sin.cast(dtype));
         let mut x = embeds.cast(dtype);
+        // One causal mask for all layers (they share the head layout).
+        let mask = match self.layers.first() {
+            Some(layer) if l > 1 => Some(layer.self_attn.causal_mask(l, start, &self.device)),
+            _ => None,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let attn = layer
                 .self_attn
-                .forward(layer.input_layernorm.forward(x.clone()), &cos, &sin, cache, i)?;
+                .forward(layer.input_layernorm.forward(x.clone()), (&cos, &sin), mask.as_ref(), cache, i)?;
             x = x + attn;
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
@@ -388,6 +434,13 @@ impl CausalLm {
     pub fn last_logits(&self, hidden: &Tensor<3>) -> Result<Vec<f32>, LlmError> {
         let [_, l, h] = hidden.dims();
         let last = hidden.clone().narrow(1, l - 1, 1).reshape([1, h]);
+        #[cfg(feature = "cube")]
+        let values = if self.fused_decode {
+            self.fused_logits(last.reshape([h]))?
+        } else {
+            self.lm_head.forward_host(last)
+        };
+        #[cfg(not(feature = "cube"))]
         let values = self.lm_head.forward_host(last);
         if values.len() != self.config.vocab_size {
             return Err(LlmError::Backend("LM head returned an unexpected number of logits".into()));

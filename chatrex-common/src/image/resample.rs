@@ -6,6 +6,7 @@
 //! integer accumulation with rounding. Reproducing each of these steps gives bit-identical
 //! pixels, which the UPN and MLLM fixtures check.
 
+use rayon::prelude::*;
 use image::RgbImage;
 
 /// The resampling filters the ChatRex pipelines use.
@@ -130,9 +131,9 @@ pub fn resize_rgb8(src: &RgbImage, width: u32, height: u32, filter: ResampleFilt
     let (tmp, tmp_w): (std::borrow::Cow<'_, [u8]>, usize) = if need_horizontal {
         let rows = row_last - row_first;
         let mut out = vec![0u8; rows * out_w * 3];
-        for y in 0..rows {
+        // Rows are independent: resampled in parallel (the same integer arithmetic per row).
+        out.par_chunks_mut(out_w * 3).enumerate().for_each(|(y, dst_row)| {
             let src_row = &input[(y + row_first) * in_w * 3..(y + row_first + 1) * in_w * 3];
-            let dst_row = &mut out[y * out_w * 3..(y + 1) * out_w * 3];
             for xx in 0..out_w {
                 let (xmin, taps) = horiz.bounds[xx];
                 let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + taps];
@@ -147,7 +148,7 @@ pub fn resize_rgb8(src: &RgbImage, width: u32, height: u32, filter: ResampleFilt
                 dst_row[xx * 3 + 1] = clip8(acc[1]);
                 dst_row[xx * 3 + 2] = clip8(acc[2]);
             }
-        }
+        });
         (std::borrow::Cow::Owned(out), out_w)
     } else {
         (std::borrow::Cow::Borrowed(input.as_slice()), in_w)
@@ -159,12 +160,11 @@ pub fn resize_rgb8(src: &RgbImage, width: u32, height: u32, filter: ResampleFilt
             .unwrap_or_else(|| RgbImage::new(out_w as u32, out_h as u32));
     }
     let mut out = vec![0u8; out_w * out_h * 3];
-    for yy in 0..out_h {
+    out.par_chunks_mut(out_w * 3).enumerate().for_each(|(yy, dst_row)| {
         let (ymin, taps) = vert.bounds[yy];
         // The horizontal pass only produced rows row_first..row_last.
         let ymin = if need_horizontal { ymin - row_first } else { ymin };
         let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + taps];
-        let dst_row = &mut out[yy * out_w * 3..(yy + 1) * out_w * 3];
         for (xx, px) in dst_row.chunks_exact_mut(3).enumerate() {
             let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
             for (y, &w) in k.iter().enumerate() {
@@ -177,7 +177,7 @@ pub fn resize_rgb8(src: &RgbImage, width: u32, height: u32, filter: ResampleFilt
             px[1] = clip8(acc[1]);
             px[2] = clip8(acc[2]);
         }
-    }
+    });
     RgbImage::from_raw(out_w as u32, out_h as u32, out)
         .unwrap_or_else(|| RgbImage::new(out_w as u32, out_h as u32))
 }
