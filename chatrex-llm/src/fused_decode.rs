@@ -1,5 +1,5 @@
 //! One decode position through the fused kernels of [`crate::cube`]: the same layers as
-//! [`CausalLm::forward`] with eleven launches per layer instead of Burn's op-by-op chain.
+//! [`CausalLm::forward`] with seven launches per layer instead of Burn's op-by-op chain.
 
 use crate::cube;
 use crate::kv_cache::KvCache;
@@ -33,12 +33,16 @@ impl CausalLm {
         for (i, layer) in self.layers.iter().enumerate() {
             let attn = &layer.self_attn;
             let (kv_heads, head_dim) = (attn.kv_heads, attn.head_dim);
-            let normed = cube::rms_norm(&x, &layer.input_layernorm.weight, layer.input_layernorm.eps).map_err(kernel_error)?;
-            let project = |linear: &LlmLinear| -> Result<Tensor<1>, LlmError> {
-                let (w, b) = device_parts(linear)?;
-                cube::matvec(w, &normed, b, None).map_err(kernel_error)
+            let (wq, bq) = device_parts(&attn.q_proj)?;
+            let (wk, bk) = device_parts(&attn.k_proj)?;
+            let (wv, bv) = device_parts(&attn.v_proj)?;
+            let biases = match (bq, bk, bv) {
+                (Some(bq), Some(bk), Some(bv)) => Some((bq, bk, bv)),
+                (None, None, None) => None,
+                _ => return Err(LlmError::Backend("fused decode step: q/k/v with and without biases".into())),
             };
-            let (q, k, v) = (project(&attn.q_proj)?, project(&attn.k_proj)?, project(&attn.v_proj)?);
+            let norm = &layer.input_layernorm;
+            let (q, k, v) = cube::normed_qkv(&x, &norm.weight, norm.eps, (wq, wk, wv), biases).map_err(kernel_error)?;
             let (k_cache, v_cache) = cache
                 .device_buffers(i, [1, kv_heads, head_dim], 1, (self.device(), dtype))
                 .map_err(LlmError::Request)?;
@@ -48,11 +52,10 @@ impl CausalLm {
             let (o, _) = device_parts(&attn.o_proj)?;
             x = cube::matvec(o, &attended, None, Some(&x)).map_err(kernel_error)?;
             let norm = &layer.post_attention_layernorm;
-            let normed = cube::rms_norm(&x, &norm.weight, norm.eps).map_err(kernel_error)?;
             let (gate, _) = device_parts(&layer.mlp.gate_proj)?;
             let (up, _) = device_parts(&layer.mlp.up_proj)?;
             let (down, _) = device_parts(&layer.mlp.down_proj)?;
-            let activated = cube::gated_matvec(gate, up, &normed).map_err(kernel_error)?;
+            let activated = cube::normed_gated_matvec(&x, &norm.weight, norm.eps, gate, up).map_err(kernel_error)?;
             x = cube::matvec(down, &activated, None, Some(&x)).map_err(kernel_error)?;
         }
         cache.advance(1);

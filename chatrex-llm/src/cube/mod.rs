@@ -3,13 +3,16 @@
 //! Decoding one position with Burn's tensor ops launches about sixty kernels per layer (the
 //! norms, rotary embedding, cache writes and softmax are chains of small element-wise ops, and
 //! every projection is a general matrix product over a single row); on a GPU the launches, not
-//! the weight reads, then set the pace. These kernels do the same step in eleven launches per
+//! the weight reads, then set the pace. These kernels do the same step in seven launches per
 //! layer, each reading its weights once at full width:
 //!
-//! - [`rms_norm`](rms_norm::rms_norm): one cube reduces `x [H]` and writes the normed row;
+//! - [`rms_norm`](rms_norm::rms_norm): one cube reduces `x [H]` and writes the normed row (the
+//!   model's final norm);
 //! - [`matvec`](matvec::matvec): `y [rows] = W [rows, cols] · x [cols]` (+ bias, + residual),
 //!   32 units per output row, `W` read in 16-byte vectors;
-//! - [`gated_matvec`]: `silu(W_gate·x) · (W_up·x)` in one pass;
+//! - [`normed_qkv`] and [`normed_gated_matvec`]: the same products of the RMS-normed row
+//!   (each cube norms `x` itself: a few kB read from cache, and one launch less), the query,
+//!   key and value projections in one launch, `silu(W_gate·x̂) · (W_up·x̂)` in one pass;
 //! - [`rope_append`](rope_append::rope_append): rotary embedding of the query and key heads,
 //!   the key and value rows written into the cache in place;
 //! - [`decode_attention`](decode_attention::decode_attention): attention of one query per head
@@ -26,7 +29,7 @@ mod rms_norm;
 mod rope_append;
 
 pub use decode_attention::decode_attention;
-pub use matvec::{gated_matvec, matvec};
+pub use matvec::{matvec, normed_gated_matvec, normed_qkv};
 pub use rms_norm::rms_norm;
 pub use rope_append::rope_append;
 
