@@ -2,6 +2,7 @@
 //! each cube scores one chunk for one head and keeps its softmax numerator sum and weighted
 //! values; a second kernel merges the chunks of each head.
 
+use super::reduce::cube_sum;
 use super::{CubeResult, cache_strides, empty, operand, with_float, wrap};
 use burn::tensor::{DType, Tensor};
 use cubecl::prelude::*;
@@ -70,18 +71,7 @@ fn attention_chunk_kernel<F: Float>(
         e = f32::exp(score - m);
     }
     weights[t_local] = e;
-    reduce[t_local] = e;
-    sync_cube();
-    let mut stride2 = CUBE_DIM as usize / 2;
-    while stride2 > 0 {
-        if t_local < stride2 {
-            reduce[t_local] += reduce[t_local + stride2];
-        }
-        sync_cube();
-        stride2 /= 2;
-    }
-    let l = reduce[0];
-    sync_cube();
+    let l = cube_sum(reduce.clone(), e);
 
     // Weighted values: unit (part, d) sums positions part, part + parts, … of dimension d.
     let parts = chunk / head_dim;

@@ -1,6 +1,7 @@
 //! Matrix-vector products for one decode position: `LANES` units per output row, eight rows
 //! per cube, the lanes' shares added in shared memory (no plane operations needed).
 
+use super::reduce::cube_sum;
 use super::{CubeResult, empty, operand, with_float, wrap};
 use burn::tensor::Tensor;
 use cubecl::prelude::*;
@@ -19,7 +20,7 @@ const LANES: u32 = 32;
 
 /// `x` normed as [`rms_norm`](super::rms_norm) writes it: `round(γ · round(x · inverse))`.
 #[cube]
-fn normed_vector<F: Float, N: Size>(x: Vector<F, N>, gamma: Vector<F, N>, inverse: f32) -> Vector<f32, N> {
+pub(super) fn normed_vector<F: Float, N: Size>(x: Vector<F, N>, gamma: Vector<F, N>, inverse: f32) -> Vector<f32, N> {
     let scaled = Vector::<F, N>::cast_from(Vector::<f32, N>::cast_from(x) * Vector::<f32, N>::new(inverse));
     let weighted = Vector::<f32, N>::cast_from(gamma) * Vector::<f32, N>::cast_from(scaled);
     Vector::<f32, N>::cast_from(Vector::<F, N>::cast_from(weighted))
@@ -86,7 +87,7 @@ fn lane_dot<F: Float, N: Size>(
 /// `1 / sqrt(mean(x²) + eps)` of the row `x` (`width` values in `vectors` vectors), reduced in
 /// `scratch` by every unit of the cube (which all get the value).
 #[cube]
-fn inverse_rms<F: Float, N: Size>(x: &[Vector<F, N>], vectors: usize, width: usize, eps: f32, mut scratch: Shared<[f32]>) -> f32 {
+pub(super) fn inverse_rms<F: Float, N: Size>(x: &[Vector<F, N>], vectors: usize, width: usize, eps: f32, scratch: Shared<[f32]>) -> f32 {
     let threads = CUBE_DIM as usize;
     let t = UNIT_POS as usize;
     let mut sum = 0.0f32;
@@ -100,18 +101,7 @@ fn inverse_rms<F: Float, N: Size>(x: &[Vector<F, N>], vectors: usize, width: usi
         }
         i += threads;
     }
-    scratch[t] = sum;
-    sync_cube();
-    let mut stride = threads / 2;
-    while stride > 0 {
-        if t < stride {
-            scratch[t] += scratch[t + stride];
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let total = scratch[0];
-    sync_cube();
+    let total = cube_sum(scratch, sum);
     1.0f32 / f32::sqrt(total / f32::cast_from(width) + eps)
 }
 
@@ -269,7 +259,7 @@ fn normed_qkv_kernel<F: Float, N: Size>(
 }
 
 /// Elements per vector load: 16 bytes where the row width and the row pitch allow it.
-fn vector_size(cols: usize, row_stride: usize, elem_bytes: usize) -> usize {
+pub(super) fn vector_size(cols: usize, row_stride: usize, elem_bytes: usize) -> usize {
     let mut n = (16 / elem_bytes.max(1)).max(1);
     while n > 1 && !(cols.is_multiple_of(n) && row_stride.is_multiple_of(n)) {
         n /= 2;

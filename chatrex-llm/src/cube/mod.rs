@@ -25,6 +25,7 @@
 
 mod decode_attention;
 mod matvec;
+mod reduce;
 mod rms_norm;
 mod rope_append;
 

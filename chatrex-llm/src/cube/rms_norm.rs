@@ -1,5 +1,6 @@
 //! RMSNorm of one row in one cube.
 
+use super::matvec::{inverse_rms, normed_vector, vector_size};
 use super::{CubeResult, empty, operand, with_float, wrap};
 use burn::tensor::Tensor;
 use cubecl::prelude::*;
@@ -7,35 +8,25 @@ use cubecl::prelude::*;
 /// Threads of the norm's cube.
 const THREADS: usize = 256;
 
-/// `out = weight · round(x / sqrt(mean(x²) + eps))` for one row `x [n]`, the mean over f32
-/// values and every stored value rounded to the row's dtype (Hugging Face's `LlamaRMSNorm`).
+/// `out = round(weight · round(x / sqrt(mean(x²) + eps)))` for one row `x` (`width` values in
+/// `vectors` vectors), the mean over f32 values (Hugging Face's `LlamaRMSNorm`; the same
+/// arithmetic as the norms inside the fused projections).
 #[cube(launch)]
-fn rms_norm_kernel<F: Float>(x: &[F], weight: &[F], out: &mut [F], n: usize, eps: f32, #[comptime] threads: usize) {
-    let t = UNIT_POS as usize;
-    let mut sum = 0.0f32;
-    let mut i = t;
-    while i < n {
-        let v = f32::cast_from(x[i]);
-        sum += v * v;
+fn rms_norm_kernel<F: Float, N: Size>(
+    x: &[Vector<F, N>],
+    weight: &[Vector<F, N>],
+    out: &mut [Vector<F, N>],
+    vectors: usize,
+    width: usize,
+    eps: f32,
+    #[comptime] threads: usize,
+) {
+    let scratch = Shared::<[f32]>::new_slice(threads);
+    let inverse = inverse_rms::<F, N>(x, vectors, width, eps, scratch);
+    let mut i = UNIT_POS as usize;
+    while i < vectors {
+        out[i] = Vector::<F, N>::cast_from(normed_vector::<F, N>(x[i], weight[i], inverse));
         i += threads;
-    }
-    let mut partial = Shared::<[f32]>::new_slice(threads);
-    partial[t] = sum;
-    sync_cube();
-    let mut stride = CUBE_DIM as usize / 2;
-    while stride > 0 {
-        if t < stride {
-            partial[t] += partial[t + stride];
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    let inverse = 1.0f32 / f32::sqrt(partial[0] / f32::cast_from(n) + eps);
-    let mut j = t;
-    while j < n {
-        let normed = F::cast_from(f32::cast_from(x[j]) * inverse);
-        out[j] = F::cast_from(f32::cast_from(weight[j]) * f32::cast_from(normed));
-        j += threads;
     }
 }
 
@@ -49,15 +40,18 @@ pub fn rms_norm(x: &Tensor<1>, weight: &Tensor<1>, eps: f64) -> CubeResult<Tenso
     let xs = operand(x, dtype, "rms_norm input")?;
     let w = operand(weight, dtype, "rms_norm weight")?;
     let out = empty(&xs, &[n], dtype);
+    let vector = vector_size(n, n, dtype.size());
     let client = xs.client.clone();
     with_float!(dtype, F => {
         rms_norm_kernel::launch::<F>(
             &client,
             CubeCount::Static(1, 1, 1),
             CubeDim::new_1d(THREADS as u32),
+            vector,
             xs.into_buffer_arg(),
             w.into_buffer_arg(),
             out.clone().into_buffer_arg(),
+            n / vector,
             n,
             eps as f32,
             THREADS,
