@@ -3,20 +3,22 @@
 # toolchain and no network:
 #
 #   scripts/gpu-bench.sh build          # here: builds examples/backend_check with CUDA (NVRTC)
-#                                       # into gpu-bench/ (binary + Llama-2 tokenizer)
+#                                       # and, separately, with wgpu into gpu-bench/
+#                                       # (binaries + Llama-2 tokenizer)
 #   scripts/gpu-bench.sh run [OUTDIR]   # on the GPU machine, from the repository root:
 #                                       # nvidia-smi, then every stage on `cuda` (the fused
 #                                       # decode kernels against Burn's tensor ops first), each
 #                                       # timed and compared with the CPU backend on the same
-#                                       # weights
+#                                       # weights; then the same on `wgpu` (CHATREX_GPU_WGPU=0
+#                                       # skips it)
 #
 # The CUDA build compiles kernels with NVRTC (`cuda-nvrtc` feature) because cubecl's default
 # LLVM/NVPTX compiler needs an LLVM bundle that its build script downloads. With DOCS_RS=1 that
 # download is skipped and the (never called) LLVM entry points stay unresolved, hence the
 # linker flag and a stub library (every unresolved symbol aborts if ever called), preloaded
 # at run time because Rust binaries bind all symbols at start; the NVRTC path never calls them.
-# The binary travels xz-compressed (the device tool carries at most 64 MiB).
-# Results: OUTDIR/backend_check_cuda.json and .log (copy the table into BENCHMARKS.md).
+# The binaries travel xz-compressed (the device tool carries at most 64 MiB).
+# Results: OUTDIR/backend_check_{cuda,wgpu}.json and .log (copy the table into BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step="${1:-run}"
@@ -33,6 +35,14 @@ build)
     while read -r sym; do echo "void $sym(void) { __builtin_trap(); }"; done > gpu-bench/unresolved_stubs.c
   cc -shared -fPIC -o gpu-bench/libunresolved_stubs.so gpu-bench/unresolved_stubs.c
   xz -T2 -6 -f gpu-bench/backend_check
+  # The same example for `wgpu` (Vulkan through the GPU's driver), built on its own: a binary
+  # with both backends reaches the stubbed LLVM entry points on `wgpu` and traps.
+  env -u RUSTFLAGS -u DOCS_RS -u CUDARC_CUDA_VERSION \
+    cargo build --release --no-default-features --features flex,wgpu --example backend_check \
+    --target-dir target/gpu-wgpu
+  cp target/gpu-wgpu/release/examples/backend_check gpu-bench/backend_check_wgpu
+  strip gpu-bench/backend_check_wgpu
+  xz -T2 -6 -f gpu-bench/backend_check_wgpu
   tok="${CHATREX_SHARED_FIXTURES:-../shared/fixtures}/tokenizers/llama2"
   cp "$tok/tokenizer.json" "$tok/tokenizer_config.json" gpu-bench/llama2/
   ls -la gpu-bench gpu-bench/llama2
@@ -59,6 +69,14 @@ run)
   export CHATREX_REPO_ROOT="$PWD"
   ./gpu-bench/backend_check --backend cuda --tokenizer gpu-bench/llama2 ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} \
     --json "$out/backend_check_cuda.json" 2>&1 | tee "$out/backend_check_cuda.log"
+  # Then `wgpu`, unless CHATREX_GPU_WGPU=0; a machine without a Vulkan driver reports the error
+  # in the log and the script still succeeds.
+  if [ "${CHATREX_GPU_WGPU:-1}" != 0 ] && [ -f gpu-bench/backend_check_wgpu.xz ]; then
+    xz -dkf gpu-bench/backend_check_wgpu.xz
+    env -u LD_PRELOAD ./gpu-bench/backend_check_wgpu --backend wgpu --tokenizer gpu-bench/llama2 \
+      ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} --json "$out/backend_check_wgpu.json" 2>&1 |
+      tee "$out/backend_check_wgpu.log" || echo "wgpu run failed (see backend_check_wgpu.log)"
+  fi
   ;;
 *)
   echo "usage: $0 build | run [OUTDIR]" >&2
