@@ -145,10 +145,7 @@ fn matvec_kernel<F: Float, N: Size>(
     let share = lane_dot::<F, N>(weight, x, x, 0.0f32, row * row_stride, row < rows, vectors, false);
     reduce_lanes(sums.clone(), share);
     if UNIT_POS_X == 0 && row < rows {
-        let mut y = round_to::<F>(sums[UNIT_POS_Y as usize * CUBE_DIM_X as usize]);
-        if has_bias {
-            y = round_to::<F>(y + f32::cast_from(bias[row]));
-        }
+        let mut y = plus_bias::<F>(round_to::<F>(sums[UNIT_POS_Y as usize * CUBE_DIM_X as usize]), bias, row, has_bias);
         if has_residual {
             y += f32::cast_from(residual[row]);
         }
@@ -235,27 +232,25 @@ fn normed_qkv_kernel<F: Float, N: Size>(
     if UNIT_POS_X == 0 {
         let y = round_to::<F>(sums[UNIT_POS_Y as usize * CUBE_DIM_X as usize]);
         if row < rows_q {
-            let mut out = y;
-            if has_bias {
-                out = round_to::<F>(y + f32::cast_from(bq[row]));
-            }
-            q[row] = F::cast_from(out);
+            q[row] = F::cast_from(plus_bias::<F>(y, bq, row, has_bias));
         } else if row < rows_q + rows_k {
             let r = row - rows_q;
-            let mut out = y;
-            if has_bias {
-                out = round_to::<F>(y + f32::cast_from(bk[r]));
-            }
-            k[r] = F::cast_from(out);
+            k[r] = F::cast_from(plus_bias::<F>(y, bk, r, has_bias));
         } else if row < rows_q + 2 * rows_k {
             let r = row - rows_q - rows_k;
-            let mut out = y;
-            if has_bias {
-                out = round_to::<F>(y + f32::cast_from(bv[r]));
-            }
-            v[r] = F::cast_from(out);
+            v[r] = F::cast_from(plus_bias::<F>(y, bv, r, has_bias));
         }
     }
+}
+
+/// `round(y + bias[row])` when `has_bias`, else `y` (the bias step of a projection's epilogue).
+#[cube]
+fn plus_bias<F: Float>(y: f32, bias: &[F], row: usize, #[comptime] has_bias: bool) -> f32 {
+    let mut out = y;
+    if has_bias {
+        out = round_to::<F>(y + f32::cast_from(bias[row]));
+    }
+    out
 }
 
 /// Elements per vector load: 16 bytes where the row width and the row pitch allow it.
