@@ -362,21 +362,24 @@ multiversion! {
 }
 
 multiversion! {
-    /// The softmax numerators of one row in place, `x ← e^(x − max x)`, returning their sum
-    /// (the denominator), for callers that divide later (attention divides its output rows).
-    pub fn softmax_numerators(x: &mut [f32]) -> f32 {
-        let max = row_max(x);
+    /// The softmax numerators of one row of unscaled scores in place, `x ← e^(s − max s)` with
+    /// `s = scale · x` (`scale > 0`; rounded to f32 first, as PyTorch's CPU attention scales
+    /// its f32 score blocks), returning their sum (the denominator), for callers that divide
+    /// later (attention divides its output rows). `max s = scale · max x` exactly: rounding
+    /// a product is monotone, so no second pass is needed.
+    pub fn softmax_numerators(x: &mut [f32], scale: f32) -> f32 {
+        let max = row_max(x) * scale;
         let mut lanes = [0f32; 16];
         let mut chunks = x.chunks_exact_mut(16);
         for chunk in &mut chunks {
             for i in 0..16 {
-                chunk[i] = exp(chunk[i] - max);
+                chunk[i] = exp(chunk[i] * scale - max);
                 lanes[i] += chunk[i];
             }
         }
         let mut sum = 0.0;
         for v in chunks.into_remainder() {
-            *v = exp(*v - max);
+            *v = exp(*v * scale - max);
             sum += *v;
         }
         lanes.iter().sum::<f32>() + sum
@@ -638,12 +641,14 @@ mod tests {
         for (v, &xi) in s.iter().zip(&x[..d]) {
             assert!((*v as f64 - (xi as f64 - max).exp() / total).abs() < 1e-7);
         }
-        // Numerators and their sum, on whole 16-lane chunks with and without a remainder.
-        for len in [d, 37, 5] {
+        // Numerators and their sum, on whole 16-lane chunks with and without a remainder, of
+        // scores scaled in f32 first (a power of two, and a scale that rounds).
+        for (len, scale) in [(d, 1.0f32), (37, 0.125), (5, 0.0883883)] {
             let mut e = x[..len].to_vec();
-            let sum = softmax_numerators(&mut e);
-            let max = x[..len].iter().cloned().fold(f32::MIN, f32::max) as f64;
-            let want: Vec<f64> = x[..len].iter().map(|&v| (v as f64 - max).exp()).collect();
+            let sum = softmax_numerators(&mut e, scale);
+            let scaled: Vec<f32> = x[..len].iter().map(|&v| v * scale).collect();
+            let max = scaled.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let want: Vec<f64> = scaled.iter().map(|&v| (v as f64 - max).exp()).collect();
             for (v, w) in e.iter().zip(&want) {
                 assert!((*v as f64 - w).abs() < 1e-6 * w.max(1e-30) + 1e-12, "{v} vs {w}");
             }

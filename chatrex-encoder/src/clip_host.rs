@@ -7,21 +7,28 @@
 //! rather than to `q`).
 
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
-use chatrex_common::amx::RoundedRows;
+use chatrex_common::amx::{RoundedRows, TileWeight};
 use chatrex_common::host_ops::{Activation, bias_activation, softmax_row};
-use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp};
+use chatrex_common::layers::{HostLayerNorm, HostLinear, residual_mlp, residual_mlp_rounded};
 use chatrex_common::weights::{WeightDType, WeightLoader};
 use rayon::prelude::*;
 
 use crate::config::ClipVisionConfig;
 
+/// The attention's input projections: q, k and v as three products, or stacked into one
+/// `[3D, D]` product whose epilogue adds the bias and rounds to bf16 (bf16 weights on AMX
+/// tiles, with the attention on tiles reading its rows in place).
+#[derive(Debug, Clone)]
+enum QkvProjection {
+    Separate { q: HostLinear, k: HostLinear, v: HostLinear },
+    Fused(HostLinear),
+}
+
 /// One pre-LN CLIP encoder layer (`encoder.layers.{i}`) on host memory.
 #[derive(Debug, Clone)]
 pub struct HostClipLayer {
     layer_norm1: HostLayerNorm,
-    q_proj: HostLinear,
-    k_proj: HostLinear,
-    v_proj: HostLinear,
+    qkv: QkvProjection,
     out_proj: HostLinear,
     layer_norm2: HostLayerNorm,
     fc1: HostLinear,
@@ -36,36 +43,61 @@ pub struct HostClipLayer {
 impl HostClipLayer {
     /// Loads one layer.
     pub fn load(vb: &WeightLoader, c: &ClipVisionConfig) -> Self {
+        Self::load_with(vb, c, true)
+    }
+
+    /// Loads one layer; `fuse`: stack q/k/v into one product where everything runs on tiles.
+    fn load_with(vb: &WeightLoader, c: &ClipVisionConfig, fuse: bool) -> Self {
         let d = c.hidden_size;
         let attn = vb.pp("self_attn");
         let head_dim = d / c.num_attention_heads.max(1);
+        let tile_attention = vb.dtype() == WeightDType::BF16 && chatrex_common::amx::attention_fits(head_dim);
+        let (q, k, v) = (
+            HostLinear::load(&attn.pp("q_proj"), d, d, true),
+            HostLinear::load(&attn.pp("k_proj"), d, d, true),
+            HostLinear::load(&attn.pp("v_proj"), d, d, true),
+        );
+        let out_proj = HostLinear::load(&attn.pp("out_proj"), d, d, true);
+        let fc1 = HostLinear::load(&vb.pp("mlp.fc1"), d, c.intermediate_size, true);
+        let fc2 = HostLinear::load(&vb.pp("mlp.fc2"), c.intermediate_size, d, true);
+        let all_tiles = [&out_proj, &fc1, &fc2].iter().all(|l| l.tile_weight().is_some());
+        let qkv = if fuse && tile_attention && all_tiles {
+            match HostLinear::concat_outputs([q, k, v]) {
+                Ok(fused) => QkvProjection::Fused(fused),
+                Err([q, k, v]) => QkvProjection::Separate { q, k, v },
+            }
+        } else {
+            QkvProjection::Separate { q, k, v }
+        };
         Self {
             layer_norm1: HostLayerNorm::load(&vb.pp("layer_norm1"), d, c.layer_norm_eps),
-            q_proj: HostLinear::load(&attn.pp("q_proj"), d, d, true),
-            k_proj: HostLinear::load(&attn.pp("k_proj"), d, d, true),
-            v_proj: HostLinear::load(&attn.pp("v_proj"), d, d, true),
-            out_proj: HostLinear::load(&attn.pp("out_proj"), d, d, true),
+            qkv,
+            out_proj,
             layer_norm2: HostLayerNorm::load(&vb.pp("layer_norm2"), d, c.layer_norm_eps),
-            fc1: HostLinear::load(&vb.pp("mlp.fc1"), d, c.intermediate_size, true),
-            fc2: HostLinear::load(&vb.pp("mlp.fc2"), c.intermediate_size, d, true),
+            fc1,
+            fc2,
             heads: c.num_attention_heads,
             activation: if c.hidden_act == "quick_gelu" {
                 Activation::QuickGelu
             } else {
                 Activation::Gelu
             },
-            tile_attention: vb.dtype() == WeightDType::BF16 && chatrex_common::amx::attention_fits(head_dim),
+            tile_attention,
         }
     }
 
     /// `x [N, D]` (one image's tokens) updated in place:
     /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`.
     pub fn forward(&self, x: &mut [f32], n: usize) -> Result<(), String> {
-        let d = self.q_proj.d_in();
+        let (q_proj, k_proj, v_proj) = match &self.qkv {
+            QkvProjection::Fused(qkv) => return self.forward_on_tiles(x, n, qkv),
+            QkvProjection::Separate { q, k, v } => (q, k, v),
+        };
+        let d = q_proj.d_in();
         let mut h = vec![0f32; n * d];
         self.layer_norm1.forward(x, &mut h);
         // With the projections on AMX tiles, `h` is rounded to bf16 once for all three.
-        let rounded = self.q_proj.tile_weight().map(|_| RoundedRows::from_f32(&h, n, d));
+        let rounded = q_proj.tile_weight().map(|_| RoundedRows::from_f32(&h, n, d));
         let project = |linear: &HostLinear| {
             let mut y = match (linear.tile_weight(), &rounded) {
                 (Some(tiles), Some(rows)) => {
@@ -80,7 +112,7 @@ impl HostClipLayer {
             bias_activation(&mut y, &linear.bias, Activation::Identity);
             y
         };
-        let (q, k, v) = (project(&self.q_proj), project(&self.k_proj), project(&self.v_proj));
+        let (q, k, v) = (project(q_proj), project(k_proj), project(v_proj));
         drop(rounded);
         let attended = self.attention(&q, &k, &v, n)?;
         self.out_proj.add_to_residual(&attended, n, x, None);
@@ -90,10 +122,37 @@ impl HostClipLayer {
         Ok(())
     }
 
+    /// [`forward`](Self::forward) with every product on AMX tiles and every activation
+    /// between them as bf16 rows: ln1 normalised straight into rows, one q/k/v product
+    /// (bias and rounding in its epilogue), attention reading those rows in place and writing
+    /// rounded rows, out_proj and fc2 summing into `x` from their blocks. The same roundings
+    /// as the separate path (bit-identical), without its f32 round trips.
+    fn forward_on_tiles(&self, x: &mut [f32], n: usize, qkv: &HostLinear) -> Result<(), String> {
+        fn tiles(l: &HostLinear) -> Result<&TileWeight, String> {
+            l.tile_weight().ok_or_else(|| "CLIP layer: a fused layer's weight is not in tile order".to_string())
+        }
+        let shape = || "CLIP layer: operands do not match the layer's widths".to_string();
+        let normed = self.layer_norm1.forward_rounded(x, n);
+        let projected = tiles(qkv)?.matmul_t_activated(&normed, &qkv.bias, Activation::Identity).ok_or_else(shape)?;
+        drop(normed);
+        let scale = ((qkv.d_out() / 3 / self.heads.max(1)) as f32).powf(-0.5);
+        let attended = chatrex_common::amx::attention_bf16_fused(&projected, self.heads, scale).ok_or_else(shape)?;
+        drop(projected);
+        if !tiles(&self.out_proj)?.matmul_t_residual(&attended, x, Some(&self.out_proj.bias), None) {
+            return Err(shape());
+        }
+        drop(attended);
+        let normed = self.layer_norm2.forward_rounded(x, n);
+        if !residual_mlp_rounded(x, &normed, &self.fc1, self.activation, &self.fc2, None) {
+            return Err(shape());
+        }
+        Ok(())
+    }
+
     /// Softmax attention of `q, k, v [N, D]` per head (heads in parallel) → `[N, D]`; on AMX
     /// tiles in bf16 when the layer's weights are bf16 (as PyTorch's bf16 attention).
     fn attention(&self, q: &[f32], k: &[f32], v: &[f32], n: usize) -> Result<Vec<f32>, String> {
-        let d = self.q_proj.d_out();
+        let d = q.len() / n.max(1);
         let hd = d / self.heads;
         let scale = (hd as f32).powf(-0.5);
         if self.tile_attention
@@ -165,5 +224,30 @@ mod tests {
         let err = chatrex_common::parity::compare(&update(&b), &update(&a)).rel;
         assert!(err < 1e-2, "rel. error of the update {err} (measured 4.9e-3)");
         assert!(err > 0.0, "the bf16 layer rounds");
+    }
+
+    /// With bf16 weights on tiles, the layer stacks q/k/v into one product and keeps every
+    /// activation as bf16 rows: the same roundings as the three separate products, so the
+    /// same bits (heads of 32 values: a scale that is not a power of two).
+    #[test]
+    fn fused_qkv_layer_is_bit_identical_to_separate_products() {
+        let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
+        let config = ClipVisionConfig { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, ..ClipVisionConfig::vit_large_patch14_336() };
+        let vb = WeightLoader::random(4, &device, WeightDType::BF16).pp("layer");
+        let (fused, separate) = (HostClipLayer::load_with(&vb, &config, true), HostClipLayer::load_with(&vb, &config, false));
+        assert!(matches!(separate.qkv, QkvProjection::Separate { .. }));
+        if !chatrex_common::amx::available() {
+            assert!(matches!(fused.qkv, QkvProjection::Separate { .. }), "no tiles: nothing to fuse");
+            return;
+        }
+        assert!(matches!(fused.qkv, QkvProjection::Fused(_)));
+        // 45 tokens: one whole block of 32 rows and a partial one.
+        let n = 45;
+        let x: Vec<f32> = (0..n * 64).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        fused.forward(&mut a, n).expect("fused layer");
+        separate.forward(&mut b, n).expect("separate layer");
+        assert_eq!(a, b);
+        assert_ne!(a, x, "the layer changed its input");
     }
 }

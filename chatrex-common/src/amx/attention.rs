@@ -1,15 +1,26 @@
 //! Softmax attention (bidirectional, or causal over a KV cache with grouped queries) with
-//! both products on AMX tiles, for models that run in bf16 (as PyTorch's bf16 attention: q, k, v and the softmax numerators rounded to bf16,
-//! sums and softmax in f32, the division applied to the output rows).
+//! both products on AMX tiles, for models that run in bf16, as PyTorch's CPU attention on bf16
+//! tensors: q, k, v rounded to bf16, scores summed in f32 and scaled there (not `q`), softmax
+//! in f32, the numerators rounded to bf16 for the second product, the division applied to the
+//! output rows.
 //!
 //! Per head, the keys `k_h [N, hd]` are the "weight" of `scores = q_h · k_hᵀ` and the values,
 //! transposed, `v_hᵀ [hd, N]` that of `out_h = e · v_h / Σe`; both are packed into a
 //! [`TileWeight`] (a few hundred KB per head) and multiplied with its kernel. The numerators
 //! `e` are rounded straight into the second product's input rows. `N` is padded to a whole
 //! number of 32-key blocks: padded keys and values are zero, and the padded numerator
-//! columns are never written, so they add nothing.
+//! columns are zero too, so they add nothing.
+//!
+//! Heads are split into one task per thread; each task runs its heads' products on its own
+//! thread (the heads are the parallelism) with buffers reused across them.
+//!
+//! Two operand forms: f32 rows ([`attention_bf16`], [`causal_attention_bf16`]: q after its
+//! rotary embedding, keys and values in a KV cache) rounded here, and one buffer of bf16 rows
+//! holding q, k and v side by side ([`attention_bf16_fused`]: a fused q/k/v projection whose
+//! epilogue added the bias and rounded), read in place — the queries as a column view, no
+//! copy — with the attended rows rounded straight into the output projection's input.
 
-use super::{BLOCK, CacheAligned, OutPtr, RoundedRows, TILE_K, TILE_ROWS, TILE_VALUES, TileWeight, available, round_to_bf16};
+use super::{BLOCK, CacheAligned, OutPtr, RoundedRows, RoundedView, TILE_K, TILE_ROWS, TILE_VALUES, TileWeight, available, round_to_bf16};
 use crate::host_ops::softmax_numerators;
 use half::bf16;
 use rayon::prelude::*;
@@ -34,8 +45,8 @@ pub struct KvLayout {
     pub len: usize,
 }
 
-/// `softmax(scale · q_h · k_hᵀ) · v_h` for every head `h` (heads in parallel), with `q`, `k`,
-/// `v` `[n, heads·head_dim]` row-major f32 and head `h` in columns `h·head_dim ..`; returns
+/// `softmax(scale · q_h · k_hᵀ) · v_h` for every head `h`, with `q`, `k`, `v`
+/// `[n, heads·head_dim]` row-major f32 and head `h` in columns `h·head_dim ..`; returns
 /// `[n, heads·head_dim]`. `None` (nothing computed) when the heads do not
 /// [`fit`](attention_fits) or a slice is shorter than its shape.
 pub fn attention_bf16(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32) -> Option<Vec<f32>> {
@@ -48,7 +59,7 @@ pub fn attention_bf16(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, s
         return None;
     }
     let layout = KvLayout { heads, head_stride: hd, row_stride: d, len: n };
-    attend(q, n, heads, hd, (k, v, layout), None, scale)
+    attend_f32(q, n, heads, hd, (k, v, layout), None, scale)
 }
 
 /// Causal attention of `n` queries at positions `start ..` (`q [n, heads·head_dim]`) over the
@@ -69,11 +80,34 @@ pub fn causal_attention_bf16(
     start: usize,
     scale: f32,
 ) -> Option<Vec<f32>> {
-    attend(q, n, heads, head_dim, (keys, values, layout), Some(start), scale)
+    attend_f32(q, n, heads, head_dim, (keys, values, layout), Some(start), scale)
 }
 
-/// The shared body of [`attention_bf16`] and [`causal_attention_bf16`].
-fn attend(
+/// Bidirectional attention of the rows `qkv [n, 3·heads·head_dim]`, rounded to bf16, that
+/// hold each token's q, k and v side by side (columns `0 ..`, `D ..`, `2D ..` with `D =
+/// heads·head_dim`; head `h` at `h·head_dim ..` within each): `softmax(scale · q_h · k_hᵀ) ·
+/// v_h` for every head, rounded to bf16 as `[n, D]` rows — the output projection's input.
+/// `None` (nothing computed) when the heads do not [`fit`](attention_fits) or `qkv` is not
+/// `3·heads·head_dim` wide.
+pub fn attention_bf16_fused(qkv: &RoundedRows, heads: usize, scale: f32) -> Option<RoundedRows> {
+    let (n, width) = (qkv.rows(), qkv.cols());
+    if heads == 0 || n == 0 || !width.is_multiple_of(3 * heads) {
+        return None;
+    }
+    let hd = width / (3 * heads);
+    let d = heads * hd;
+    if !attention_fits(hd) {
+        return None;
+    }
+    let mut out = RoundedRows::recycled(n, d);
+    let target = Target::Rounded(OutPtr(out.as_mut_ptr()), out.stride());
+    let operands = Operands::Fused(qkv);
+    attend(operands, n, heads, hd, n, None, scale, target)?;
+    Some(out)
+}
+
+/// [`attention_bf16`] and [`causal_attention_bf16`]: f32 operands, f32 output.
+fn attend_f32(
     q: &[f32],
     n: usize,
     heads: usize,
@@ -99,85 +133,181 @@ fn attend(
     {
         return None;
     }
-    let group = heads / layout.heads;
-    let keys = total.next_multiple_of(BLOCK);
     let mut out = vec![0f32; n * d];
-    let target = OutPtr(out.as_mut_ptr());
-    (0..heads)
+    let target = Target::F32(OutPtr(out.as_mut_ptr()));
+    attend(Operands::F32 { q, k, v, layout }, n, heads, hd, total, causal_start, scale, target)?;
+    Some(out)
+}
+
+/// Where the heads' queries, keys and values come from.
+#[derive(Clone, Copy)]
+enum Operands<'a> {
+    /// f32 rows: `q [n, heads·hd]`, keys and values laid out as `layout`.
+    F32 { q: &'a [f32], k: &'a [f32], v: &'a [f32], layout: KvLayout },
+    /// bf16 rows `[n, 3·heads·hd]`: q, k, v side by side, one key/value head per head.
+    Fused(&'a RoundedRows),
+}
+
+impl Operands<'_> {
+    /// Key/value rows of query head `head`: key or value `j` rounded into `dst` (`hd` values).
+    fn kv_row(&self, head: usize, heads: usize, hd: usize, values: bool, j: usize, dst: &mut [bf16]) {
+        match *self {
+            Operands::F32 { k, v, layout, .. } => {
+                let source = if values { v } else { k };
+                let start = (head / (heads / layout.heads)) * layout.head_stride + j * layout.row_stride;
+                round_to_bf16(&source[start..start + hd], dst);
+            }
+            Operands::Fused(qkv) => {
+                let column = (if values { 2 } else { 1 }) * heads * hd + head * hd;
+                dst.copy_from_slice(&qkv.row(j)[column..column + hd]);
+            }
+        }
+    }
+}
+
+/// Where the attended rows go: `[n, heads·hd]` f32, or bf16 rows of `stride` values.
+#[derive(Clone, Copy)]
+enum Target {
+    F32(OutPtr),
+    Rounded(OutPtr<bf16>, usize),
+}
+
+/// One task's buffers, reused across its heads and row blocks: every value the products read
+/// is written for each block (numerator columns past a row's visible keys are written as
+/// zeros).
+struct HeadScratch {
+    /// The head's queries rounded (f32 operands only).
+    query: Option<RoundedRows>,
+    /// `[32, keys]` scores of one block of queries, then its numerators in f32; starts a cache
+    /// line so that the tiles store into it directly.
+    scores: CacheAligned<f32>,
+    /// The block's numerators rounded, `[32, keys]`.
+    numerators: RoundedRows,
+    /// `[32, hd]` sums of the second product.
+    block_out: Vec<f32>,
+    /// One output row divided by its denominator, before rounding.
+    divided: Vec<f32>,
+}
+
+/// The shared body: every head's attention written into `target` (tasks of whole heads, one
+/// per thread). `total`: keys per head; `causal_start`: the first query's position (causal),
+/// or `None` (every query sees every key).
+#[allow(clippy::too_many_arguments)]
+fn attend(operands: Operands<'_>, n: usize, heads: usize, hd: usize, total: usize, causal_start: Option<usize>, scale: f32, target: Target) -> Option<()> {
+    let d = heads * hd;
+    let keys = total.next_multiple_of(BLOCK);
+    let tasks = rayon::current_num_threads().clamp(1, heads);
+    let per_task = heads.div_ceil(tasks);
+    (0..heads.div_ceil(per_task))
         .into_par_iter()
-        .map_init(
-            // Buffers per rayon job, reused across its heads: every value the products read
-            // is overwritten for each head (numerator columns past a row's visible keys are
-            // written as zeros). The scores start a cache line, so that the tiles store into
-            // them directly.
-            || {
-                let scores = CacheAligned::<f32>::zeroed(n * keys);
-                (vec![0f32; n * hd], scores, RoundedRows::zeros(n, keys), vec![0f32; n], vec![0f32; n * hd])
-            },
-            |(query, scores, numerators, sums, head_out), head| {
-                let offset = head * hd;
-                for (dst, src) in query.chunks_exact_mut(hd).zip(q.chunks_exact(d)) {
-                    for (a, b) in dst.iter_mut().zip(&src[offset..offset + hd]) {
-                        *a = b * scale;
-                    }
-                }
-                let kv_head = (head / group) * layout.head_stride;
-                let scores = scores.as_mut_slice();
-                let key_tiles = pack_keys(&k[kv_head..], layout, hd, keys)?;
-                let scored = key_tiles.matmul_t(query, n, scores);
-                key_tiles.into_tiles().recycle();
-                if !scored {
-                    return None;
-                }
-                for (i, (row, sum)) in scores.chunks_exact_mut(keys).zip(sums.iter_mut()).enumerate() {
-                    let visible = causal_start.map_or(total, |start| (start + i + 1).min(total));
-                    let row = &mut row[..visible];
-                    *sum = softmax_numerators(row);
-                    let numerator_row = numerators.row_mut(i);
-                    round_to_bf16(row, numerator_row);
-                    numerator_row[visible..total].fill(bf16::ZERO);
-                }
-                let value_tiles = pack_values_transposed(&v[kv_head..], layout, hd, keys)?;
-                let done = value_tiles.matmul_t_rounded(&*numerators, head_out);
-                value_tiles.into_tiles().recycle();
-                if !done {
-                    return None;
-                }
-                for (i, (row, sum)) in head_out.chunks_exact(hd).zip(sums.iter()).enumerate() {
-                    let inv = 1.0 / sum;
-                    // SAFETY: row i < n and columns offset .. +hd ≤ d lie inside `out`
+        .map(|task| {
+            let mut scratch = HeadScratch {
+                query: matches!(operands, Operands::F32 { .. }).then(|| RoundedRows::recycled(n, hd)),
+                scores: CacheAligned::<f32>::recycled(BLOCK * keys),
+                numerators: RoundedRows::recycled(BLOCK, keys),
+                block_out: vec![0f32; BLOCK * hd],
+                divided: vec![0f32; hd],
+            };
+            let done = (task * per_task..((task + 1) * per_task).min(heads))
+                .try_for_each(|head| attend_head(operands, &mut scratch, (n, heads, hd, d), head, (total, keys), causal_start, scale, target));
+            scratch.scores.recycle();
+            done
+        })
+        .collect::<Option<()>>()
+}
+
+/// One head, 32 queries at a time (their scores and numerators stay in cache between the two
+/// products): scores, softmax numerators, the second product, the division, the output rows.
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    operands: Operands<'_>,
+    scratch: &mut HeadScratch,
+    (n, heads, hd, d): (usize, usize, usize, usize),
+    head: usize,
+    (total, keys): (usize, usize),
+    causal_start: Option<usize>,
+    scale: f32,
+    target: Target,
+) -> Option<()> {
+    let offset = head * hd;
+    let queries: RoundedView<'_> = match (operands, scratch.query.as_mut()) {
+        (Operands::F32 { q, .. }, Some(query)) => {
+            for (i, src) in q.chunks_exact(d).take(n).enumerate() {
+                round_to_bf16(&src[offset..offset + hd], query.row_mut(i));
+            }
+            (&*query).into()
+        }
+        (Operands::Fused(qkv), _) => qkv.columns(offset, hd)?,
+        _ => return None,
+    };
+    let key_tiles = pack_keys(|j, dst| operands.kv_row(head, heads, hd, false, j, dst), total, hd, keys)?;
+    let value_tiles = pack_values_transposed(|j, dst| operands.kv_row(head, heads, hd, true, j, dst), total, hd, keys)?;
+    let mut sums = [0f32; BLOCK];
+    let done = (0..n).step_by(BLOCK).try_for_each(|first| {
+        let rows = BLOCK.min(n - first);
+        let scores = &mut scratch.scores.as_mut_slice()[..rows * keys];
+        if !key_tiles.matmul_t_rounded_serial(queries.rows_from(first, rows)?, scores) {
+            return None;
+        }
+        for (i, (row, sum)) in scores.chunks_exact_mut(keys).zip(sums.iter_mut()).enumerate() {
+            let visible = causal_start.map_or(total, |start| (start + first + i + 1).min(total));
+            let row = &mut row[..visible];
+            *sum = softmax_numerators(row, scale);
+            let numerator_row = scratch.numerators.row_mut(i);
+            round_to_bf16(row, numerator_row);
+            numerator_row[visible..].fill(bf16::ZERO);
+        }
+        let block_out = &mut scratch.block_out[..rows * hd];
+        if !value_tiles.matmul_t_rounded_serial(scratch.numerators.rows_from(0, rows)?, block_out) {
+            return None;
+        }
+        for (i, (row, sum)) in block_out.chunks_exact(hd).zip(sums.iter()).enumerate() {
+            let (inv, at) = (1.0 / sum, first + i);
+            match target {
+                Target::F32(out) => {
+                    // SAFETY: row at < n and columns offset .. +hd ≤ d lie inside the output
                     // [n, d]; each head writes only its own columns.
                     #[allow(unsafe_code)]
-                    let dst = unsafe { std::slice::from_raw_parts_mut(target.get().add(i * d + offset), hd) };
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(at * d + offset), hd) };
                     for (o, value) in dst.iter_mut().zip(row) {
                         *o = value * inv;
                     }
                 }
-                Some(())
-            },
-        )
-        .collect::<Option<()>>()?;
-    Some(out)
+                Target::Rounded(out, stride) => {
+                    for (o, value) in scratch.divided.iter_mut().zip(row) {
+                        *o = value * inv;
+                    }
+                    // SAFETY: row at < n and columns offset .. +hd ≤ d lie inside the output
+                    // rows (`stride` ≥ d values each); each head writes only its own columns.
+                    #[allow(unsafe_code)]
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(at * stride + offset), hd) };
+                    round_to_bf16(&scratch.divided, dst);
+                }
+            }
+        }
+        Some(())
+    });
+    key_tiles.into_tiles().recycle();
+    value_tiles.into_tiles().recycle();
+    done
 }
 
-/// One head's keys (`k` from the head's first row; rows `layout.row_stride` apart,
-/// `layout.len` of them), rounded to bf16, as the tile-order weight `[keys, hd]`, written
-/// straight from the rows: for key `j` (output `j % 16` of block `j / 16`), row `r` of the
-/// tile of step `s` holds the pair `2r`, `2r + 1` of the step's 32 values. The tiles of padded
-/// keys (rows past `len`) are left as recycled: they only reach score columns past `len`,
-/// which the softmax never reads.
-fn pack_keys(k: &[f32], layout: KvLayout, hd: usize, keys: usize) -> Option<TileWeight> {
+/// One head's keys (`row(j, dst)` writes key `j < len` rounded), as the tile-order weight
+/// `[keys, hd]`: for key `j` (output `j % 16` of block `j / 16`), row `r` of the tile of step
+/// `s` holds the pair `2r`, `2r + 1` of the step's 32 values. The tiles of padded keys (rows
+/// past `len`) are left as recycled: they only reach score columns past `len`, which the
+/// softmax never reads.
+fn pack_keys(row: impl Fn(usize, &mut [bf16]), len: usize, hd: usize, keys: usize) -> Option<TileWeight> {
     let steps = hd / TILE_K;
     let mut data = CacheAligned::<bf16>::recycled(keys * hd);
     let tiles = data.as_mut_slice();
-    let mut rounded = [bf16::ZERO; TILE_K];
-    for j in 0..layout.len {
-        let row = &k[j * layout.row_stride..j * layout.row_stride + hd];
+    let mut rounded = vec![bf16::ZERO; hd];
+    for j in 0..len {
+        row(j, &mut rounded);
         let (block, c) = (j / TILE_ROWS, j % TILE_ROWS);
-        for (s, values) in row.chunks_exact(TILE_K).enumerate() {
-            round_to_bf16(values, &mut rounded);
+        for (s, values) in rounded.chunks_exact(TILE_K).enumerate() {
             let tile = &mut tiles[(block * steps + s) * TILE_VALUES..][..TILE_VALUES];
-            for (r, pair) in rounded.chunks_exact(2).enumerate() {
+            for (r, pair) in values.chunks_exact(2).enumerate() {
                 tile[r * 2 * TILE_ROWS + 2 * c..][..2].copy_from_slice(pair);
             }
         }
@@ -185,12 +315,12 @@ fn pack_keys(k: &[f32], layout: KvLayout, hd: usize, keys: usize) -> Option<Tile
     TileWeight::from_tiles(data, keys, hd)
 }
 
-/// One head's values (laid out as [`pack_keys`] reads keys), rounded to bf16, as the
-/// tile-order weight of `v_hᵀ [hd, keys]`, written straight from the rows: row `r` of the tile
-/// for outputs `c0 .. +16` and keys `j0 .. +32` interleaves values `c0 .. +16` of key rows
-/// `j0 + 2r` and `j0 + 2r + 1`. Padded keys (past `len`) are zero: they meet the numerators'
-/// zero columns, and a recycled NaN there would poison the sums.
-fn pack_values_transposed(v: &[f32], layout: KvLayout, hd: usize, keys: usize) -> Option<TileWeight> {
+/// One head's values (`row(j, dst)` writes value row `j < len` rounded), as the tile-order
+/// weight of `v_hᵀ [hd, keys]`: row `r` of the tile for outputs `c0 .. +16` and keys `j0 ..
+/// +32` interleaves values `c0 .. +16` of key rows `j0 + 2r` and `j0 + 2r + 1`. Padded keys
+/// (past `len`) are zero: they meet the numerators' zero columns, and a recycled NaN there
+/// would poison the sums.
+fn pack_values_transposed(row: impl Fn(usize, &mut [bf16]), len: usize, hd: usize, keys: usize) -> Option<TileWeight> {
     let steps = keys / TILE_K;
     let mut data = CacheAligned::<bf16>::recycled(hd * keys);
     let tiles = data.as_mut_slice();
@@ -198,8 +328,8 @@ fn pack_values_transposed(v: &[f32], layout: KvLayout, hd: usize, keys: usize) -
     for pair in 0..keys / 2 {
         for (e, rounded) in pair_rows.iter_mut().enumerate() {
             let j = 2 * pair + e;
-            if j < layout.len {
-                round_to_bf16(&v[j * layout.row_stride..j * layout.row_stride + hd], rounded);
+            if j < len {
+                row(j, rounded);
             } else {
                 rounded.fill(bf16::ZERO);
             }
@@ -222,8 +352,8 @@ mod tests {
     use super::super::tests::{tile_test_rng, uniform};
     use super::*;
 
-    /// f64 attention of the bf16-rounded q (scaled), k, v, with the softmax numerators
-    /// rounded to bf16 and the division applied last (what the tiles compute).
+    /// f64 attention of the bf16-rounded q, k, v, the scale applied to the scores, the softmax
+    /// numerators rounded to bf16 and the division applied last (what the tiles compute).
     fn reference(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32) -> Vec<f32> {
         let d = q.len() / n;
         let hd = d / heads;
@@ -232,7 +362,7 @@ mod tests {
         for h in 0..heads {
             for i in 0..n {
                 let s: Vec<f64> = (0..n)
-                    .map(|j| (0..hd).map(|c| r(q[i * d + h * hd + c] * scale) * r(k[j * d + h * hd + c])).sum())
+                    .map(|j| (0..hd).map(|c| r(q[i * d + h * hd + c]) * r(k[j * d + h * hd + c])).sum::<f64>() * f64::from(scale))
                     .collect();
                 let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
@@ -273,6 +403,33 @@ mod tests {
         assert!(!attention_fits(48));
     }
 
+    /// q, k, v side by side in one buffer of bf16 rows (a fused projection's output), the
+    /// attended rows rounded: exactly the f32-operand path's result, rounded (the same
+    /// rounded operands, products and softmax), and so within rounding of the reference.
+    #[test]
+    fn fused_rows_attention_is_the_f32_path_rounded() {
+        let Some(mut rng) = tile_test_rng(11) else { return };
+        for &(n, heads, hd) in &[(1, 1, 32), (45, 2, 64), (97, 3, 32)] {
+            let d = heads * hd;
+            let (q, k, v) = (uniform(&mut rng, n * d, 3.0), uniform(&mut rng, n * d, 3.0), uniform(&mut rng, n * d, 1.0));
+            let qkv: Vec<f32> = (0..n).flat_map(|i| [&q, &k, &v].map(|m| m[i * d..(i + 1) * d].to_vec()).concat()).collect();
+            let rows = RoundedRows::from_f32(&qkv, n, 3 * d);
+            // A scale that is not a power of two: applied to the scores on both paths.
+            let scale = 0.3;
+            let fused = attention_bf16_fused(&rows, heads, scale).expect("heads fit");
+            let split = attention_bf16(&q, &k, &v, n, heads, scale).expect("heads fit");
+            let mut want = vec![bf16::ZERO; n * d];
+            round_to_bf16(&split, &mut want);
+            let got: Vec<bf16> = (0..n).flat_map(|i| fused.row(i).to_vec()).collect();
+            assert_eq!(got, want, "n={n} heads={heads} hd={hd}");
+            let got: Vec<f32> = got.iter().map(|v| v.to_f32()).collect();
+            let err = crate::parity::compare(&got, &reference(&q, &k, &v, n, heads, scale)).rel;
+            assert!(err < 5e-3, "n={n}: rel. error {err} (bf16 output rounding)");
+        }
+        let rows = RoundedRows::from_f32(&[0.0; 3 * 48], 1, 3 * 48);
+        assert!(attention_bf16_fused(&rows, 2, 1.0).is_none(), "24 values per head do not fit");
+    }
+
     /// Causal, grouped-query attention over a cache-like layout: `heads / kv_heads` query
     /// heads per key/value head, each key/value head `allocated` rows long with the first
     /// `len` in use, queries at positions `start ..` (the cache already holds their keys).
@@ -297,7 +454,7 @@ mod tests {
                 for i in 0..n {
                     let visible = start + i + 1;
                     let s: Vec<f64> = (0..visible)
-                        .map(|j| (0..hd).map(|c| r(q[i * d + h * hd + c] * scale) * r(k[base + j * hd + c])).sum())
+                        .map(|j| (0..hd).map(|c| r(q[i * d + h * hd + c]) * r(k[base + j * hd + c])).sum::<f64>() * f64::from(scale))
                         .collect();
                     let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();

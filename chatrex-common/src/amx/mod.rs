@@ -36,7 +36,7 @@ mod tiles;
 use aligned::CacheAligned;
 pub use rounding::round_to_bf16;
 
-pub use attention::{KvLayout, attention_bf16, attention_fits, causal_attention_bf16};
+pub use attention::{KvLayout, attention_bf16, attention_bf16_fused, attention_fits, causal_attention_bf16};
 pub use tile_weight::{RoundedRows, RoundedView, RowGroupMut, TileWeight};
 
 /// Rows (outputs or inputs) per tile.

@@ -69,6 +69,26 @@ impl TileWeight {
         (Self::fits(n, k) && data.as_slice().len() == n * k).then_some(Self { n, k, data })
     }
 
+    /// The weights `parts` (each `[n_i, k]`, one `k`) stacked along their outputs into one
+    /// `[Σ n_i, k]` weight, e.g. q, k and v projections run as one product. Tile order is
+    /// output-block-major, so this is their tiles one after the other. `None` when `parts` is
+    /// empty or the input widths differ.
+    pub fn concat_outputs(parts: &[&TileWeight]) -> Option<Self> {
+        let k = parts.first()?.k;
+        if parts.iter().any(|p| p.k != k) {
+            return None;
+        }
+        let n = parts.iter().map(|p| p.n).sum();
+        let mut data = CacheAligned::zeroed(n * k);
+        let mut filled = 0;
+        for part in parts {
+            let tiles = part.data.as_slice();
+            data.as_mut_slice()[filled..filled + tiles.len()].copy_from_slice(tiles);
+            filled += tiles.len();
+        }
+        Some(Self { n, k, data })
+    }
+
     /// The tiles, handed back (e.g. to [`CacheAligned::recycle`] a per-call weight).
     pub(super) fn into_tiles(self) -> CacheAligned<bf16> {
         self.data
@@ -112,16 +132,22 @@ impl TileWeight {
     /// `x`. Returns `false`, computing nothing, when `x` has another width than the weight or
     /// `y` is shorter than `m · n`.
     pub fn matmul_t_rounded<'a>(&self, x: impl Into<RoundedView<'a>>, y: &mut [f32]) -> bool {
-        let x = x.into();
+        self.matmul_t_rounded_with(x.into(), y, true)
+    }
+
+    /// [`matmul_t_rounded`](Self::matmul_t_rounded) on the calling thread only, for callers
+    /// that already run one product per thread (attention: one head per task).
+    pub fn matmul_t_rounded_serial<'a>(&self, x: impl Into<RoundedView<'a>>, y: &mut [f32]) -> bool {
+        self.matmul_t_rounded_with(x.into(), y, false)
+    }
+
+    fn matmul_t_rounded_with(&self, x: RoundedView<'_>, y: &mut [f32], parallel: bool) -> bool {
         let (n, m) = (self.n, x.m);
         if x.k != self.k || y.len() < m * n {
             return false;
         }
         let out = OutPtr(y.as_mut_ptr());
-        // The tiles store their sums straight into `y`, lines straddled or not (measured: faster
-        // than storing into an aligned local block and copying), except for a last, partial
-        // block of rows, which is copied from the local block.
-        self.for_each_block(x, Some((out, n)), |rb, p, rows, sums| {
+        let finish = |rb: usize, p: usize, rows: usize, sums: &mut [f32]| {
             for (i, row) in sums.chunks_exact(BLOCK).take(rows).enumerate() {
                 // SAFETY: row rb·32 + i < m and columns p·32 .. +32 ≤ n lie inside y [m, n];
                 // no other task writes these columns.
@@ -130,7 +156,20 @@ impl TileWeight {
                     std::ptr::copy_nonoverlapping(row.as_ptr(), out.get().add((rb * BLOCK + i) * n + p * BLOCK), BLOCK);
                 }
             }
-        });
+        };
+        // The tiles store their sums straight into `y`, lines straddled or not (measured: faster
+        // than storing into an aligned local block and copying), except for a last, partial
+        // block of rows, which is copied from the local block.
+        if parallel {
+            self.for_each_block(x, Some((out, n)), finish);
+        } else {
+            let (mut local, _configured) = (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new());
+            for rb in 0..m.div_ceil(BLOCK) {
+                for p in 0..n / BLOCK {
+                    self.block(x, rb, p, Some((out, n)), &mut local, &finish);
+                }
+            }
+        }
         true
     }
 
@@ -346,6 +385,16 @@ impl RoundedRows {
         self.m
     }
 
+    /// Values between the starts of consecutive rows (`k` and a line of padding).
+    pub(super) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The first row's first value, for writers of disjoint parts of the rows in parallel.
+    pub(super) fn as_mut_ptr(&mut self) -> *mut bf16 {
+        self.data.as_mut_slice().as_mut_ptr()
+    }
+
     /// Values per row.
     pub fn cols(&self) -> usize {
         self.k
@@ -370,10 +419,21 @@ impl<'a> From<&'a RoundedRows> for RoundedView<'a> {
     }
 }
 
-impl RoundedView<'_> {
+impl<'a> RoundedView<'a> {
     /// Rows.
     pub fn rows(&self) -> usize {
         self.m
+    }
+
+    /// Rows `first .. first + count` of the view; `None` unless `first` is a multiple of 32
+    /// and the run ends by the view's last row (see [`RoundedRows::rows_from`]).
+    pub fn rows_from(&self, first: usize, count: usize) -> Option<RoundedView<'a>> {
+        (first.is_multiple_of(BLOCK) && first + count <= self.m).then(|| RoundedView {
+            data: &self.data[first * self.stride..],
+            m: count,
+            k: self.k,
+            stride: self.stride,
+        })
     }
 }
 
@@ -386,6 +446,19 @@ impl RoundedRows {
             data: &self.data.as_slice()[first * self.stride..],
             m: count,
             k: self.k,
+            stride: self.stride,
+        })
+    }
+
+    /// Columns `first .. first + count` of every row, as a row operand of their own (e.g. one
+    /// attention head's queries inside a fused q/k/v projection's output); `None` unless
+    /// `first` and `count` are whole 32-value steps (so that each row of the view starts a
+    /// cache line) inside the rows.
+    pub fn columns(&self, first: usize, count: usize) -> Option<RoundedView<'_>> {
+        (first.is_multiple_of(TILE_K) && count.is_multiple_of(TILE_K) && count > 0 && first + count <= self.k).then(|| RoundedView {
+            data: &self.data.as_slice()[first..],
+            m: self.m,
+            k: count,
             stride: self.stride,
         })
     }

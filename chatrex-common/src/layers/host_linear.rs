@@ -89,6 +89,24 @@ impl HostLinear {
         }
     }
 
+    /// The layers `parts` (one input width) stacked along their outputs into one layer
+    /// `[Σ out_i, in]` with their biases concatenated — e.g. q, k and v projections run as one
+    /// product — when every weight is held in AMX tile order (where stacking is a copy of the
+    /// tiles); otherwise `parts` back unchanged.
+    pub fn concat_outputs<const N: usize>(parts: [HostLinear; N]) -> Result<Self, [HostLinear; N]> {
+        let d_in = parts.first().map_or(0, |p| p.d_in);
+        let tiles: Option<Vec<&crate::amx::TileWeight>> = parts.iter().map(|p| p.tile_weight().filter(|_| p.d_in == d_in)).collect();
+        let Some(stacked) = tiles.and_then(|t| crate::amx::TileWeight::concat_outputs(&t)) else {
+            return Err(parts);
+        };
+        Ok(Self {
+            d_in,
+            d_out: stacked.rows(),
+            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            weight: HostWeight::Tiles(stacked),
+        })
+    }
+
     /// Whether the weight is held in f32 (`[in, out]`), so that a product on one thread
     /// reads it directly; f16/bf16 weights are converted block-wise on every product, which is
     /// best done once for all rows.
