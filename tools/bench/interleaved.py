@@ -11,6 +11,13 @@ and the median of the per-round ratios (PyTorch time / ours: > 1 means ours is f
 
 Prefill: 700 tokens into a fresh KV cache, logits of the last position only (as llm_torch.py);
 decode: 32 greedy steps after such a prefill (the prefill not timed).
+
+Both sides run the same weights and inputs: the PyTorch models are filled from the Python twin
+of our seeded weight generator (tools/reference/common.py) under the keys stage_timer loads
+(`clip.`, `convnext.`, `qwen.`, `llama.`), the pixels are the same seeded draws and the prompt
+the same ids. Each stage's first output (CLIP's patch tokens, ConvNeXt's last map, the last
+prefill logits) is compared: `rel_error_vs_torch` = ||ours - torch|| / ||torch|| (both bf16
+models, so ~1e-2 is expected: PyTorch keeps its residual stream in bf16, ours in f32).
 """
 
 import argparse
@@ -19,15 +26,54 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from common import fill_seeded_large, seeded_normal  # noqa: E402
 from encoder_torch import clip_model, convnext_model, convnext_stages  # noqa: E402
 from llm_torch import DECODE, PREFILL, configs, random_model  # noqa: E402
 
 OURS_DTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+
+SEED = 5  # stage_timer's WeightLoader::random seed
+
+
+def seeded_model(model, prefix, rename=lambda name: name, only=lambda name: True):
+    """Every parameter `name` of `model` (those `only` keeps) from the seeded generator's key
+    `prefix + rename(name)`: the values stage_timer loads."""
+    for name, p in model.named_parameters():
+        if only(name):
+            fill_seeded_large(p.data, SEED, prefix + rename(name))
+    return model
+
+
+def seeded_pixels(name, side, dtype):
+    """stage_timer's pixels: 50 · input.<name> (0.02 · N per value, as a vector)."""
+    v = seeded_normal(SEED, f"input.{name}", 3 * side * side) * np.float32(0.02) * np.float32(50.0)
+    return torch.from_numpy(v).reshape(1, 3, side, side).to(dtype)
+
+
+def seeded_llm(cls, config, dtype, prefix):
+    """The LLM with stage_timer's weights, built without an f32 copy; the tied LM head tied
+    again and the rotary inverse frequencies (a buffer that `to_empty` leaves unset)
+    recomputed."""
+    config.torch_dtype = dtype
+    with torch.device("meta"):
+        model = cls(config).to(dtype)
+    model = model.to_empty(device="cpu")
+    model.tie_weights()  # to_empty gives a tied LM head storage of its own
+    for m in model.modules():
+        if hasattr(m, "inv_freq") and hasattr(m, "rope_init_fn"):
+            inv_freq, _ = m.rope_init_fn(m.config, "cpu")
+            m.inv_freq = inv_freq
+            m.original_inv_freq = inv_freq
+    return seeded_model(model, prefix).eval()
 
 
 def decode(model, ids):
@@ -54,22 +100,26 @@ def main():
     dtype = getattr(torch, args.dtype)
     stages = args.stages.split(",")
     torch_runs = {}
+    outputs = {}  # each stage's first PyTorch output, to compare with ours
     if "clip" in stages:
-        clip = clip_model(dtype)
-        low = torch.randn(1, 3, 336, 336, dtype=dtype)
-        torch_runs["clip"] = lambda: clip(low).last_hidden_state
+        # stage_timer loads the tower at `clip.` (the keys under `vision_model.`).
+        clip = seeded_model(clip_model(dtype), "clip.", lambda n: n.removeprefix("vision_model."), lambda n: "post_layernorm" not in n)
+        low = seeded_pixels("clip_pixels", 336, dtype)
+        torch_runs["clip"] = lambda: clip(low).last_hidden_state[0, 1:]
     if "convnext" in stages:
-        conv = convnext_model(dtype)
-        high = torch.randn(1, 3, 768, 768, dtype=dtype)
-        torch_runs["convnext"] = lambda: convnext_stages(conv, high)
+        rename = lambda n: n.replace("stem.", "vision_stem.", 1).replace("stages.", "vision_stages.", 1)  # noqa: E731
+        conv = seeded_model(convnext_model(dtype), "convnext.", rename, lambda n: n.startswith(("stem", "stages")))
+        high = seeded_pixels("convnext_pixels", 768, dtype)
+        torch_runs["convnext"] = lambda: convnext_stages(conv, high)[-1]
     for (name, cls, config), which in zip(configs(), ("qwen", "llama")):
         if f"prefill-{which}" in stages or f"decode-{which}" in stages:
-            model = random_model(cls, config, dtype)
-            ids = torch.randint(0, config.vocab_size, (1, PREFILL))
-            torch_runs[f"prefill-{which}"] = (lambda m, i: lambda: m(i, use_cache=True, num_logits_to_keep=1))(model, ids)
+            model = seeded_llm(cls, config, dtype, f"{which}.")
+            ids = torch.tensor([[(i * 7919) % config.vocab_size for i in range(PREFILL)]])
+            torch_runs[f"prefill-{which}"] = (lambda m, i: lambda: m(i, use_cache=True, num_logits_to_keep=1).logits[0, -1])(model, ids)
             torch_runs[f"decode-{which}"] = (lambda m, i: lambda: decode(m, i))(model, ids)
+    dump_dir = tempfile.mkdtemp(prefix="stage_timer_")
     env = {"RAYON_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
-    ours = subprocess.Popen([args.binary, "--dtype", OURS_DTYPE[args.dtype]], stdin=subprocess.PIPE,
+    ours = subprocess.Popen([args.binary, "--dtype", OURS_DTYPE[args.dtype], "--dump", dump_dir], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     if ours.stdout.readline().strip() != "ready":
         raise SystemExit("stage_timer did not start")
@@ -83,7 +133,10 @@ def main():
         t = time.perf_counter()
         with torch.no_grad():
             timed = torch_runs[stage]()
-        return timed if stage.startswith("decode") else time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        if not stage.startswith("decode"):
+            outputs.setdefault(stage, timed.float().reshape(-1))
+        return timed if stage.startswith("decode") else seconds
 
     times = {s: {"ours": [], "torch": []} for s in stages}
     for s in stages:  # warm-up
@@ -101,6 +154,13 @@ def main():
         o, t = times[s]["ours"], times[s]["torch"]
         tokens = PREFILL if s.startswith("prefill") else DECODE if s.startswith("decode") else 0
         extra = {"ours_best_tok_s": tokens / min(o), "torch_best_tok_s": tokens / min(t)} if tokens else {}
+        dumped = os.path.join(dump_dir, f"{s}.f32")
+        if s in outputs and os.path.exists(dumped):
+            ours_out = torch.from_numpy(np.fromfile(dumped, dtype="<f4"))
+            want = outputs[s]
+            if ours_out.numel() != want.numel():
+                raise SystemExit(f"{s}: ours has {ours_out.numel()} values, PyTorch {want.numel()}")
+            extra["rel_error_vs_torch"] = float((ours_out.double() - want.double()).norm() / want.double().norm())
         print(json.dumps({**extra,
             "stage": s, "dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
             "ours_best": min(o), "torch_best": min(t), "ratio_of_bests": min(t) / min(o),

@@ -47,13 +47,10 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def seeded_normal(seed: int, key: str, n: int) -> np.ndarray:
-    """Standard normals exactly as `RandomWeights::normal` draws them (SplitMix64 stream,
-    24-bit uniforms in (0, 1], Box–Muller in float32)."""
-    state = (seed ^ fnv1a(key)) & MASK64
-    pairs = (n + 1) // 2
+def _seeded_pairs(state: int, first_pair: int, pairs: int) -> np.ndarray:
+    """Normals `2·first_pair ..` `2·(first_pair + pairs)` of the stream with state `state`."""
     with np.errstate(over="ignore"):
-        idx = np.arange(1, 2 * pairs + 1, dtype=np.uint64)
+        idx = np.arange(2 * first_pair + 1, 2 * (first_pair + pairs) + 1, dtype=np.uint64)
         z = _mix(np.uint64(state) + idx * np.uint64(GOLDEN))
     u = ((z >> np.uint64(40)).astype(np.float32) + np.float32(1.0)) * np.float32(1.0 / (1 << 24))
     u1, u2 = u[0::2], u[1::2]
@@ -62,7 +59,41 @@ def seeded_normal(seed: int, key: str, n: int) -> np.ndarray:
     out = np.empty(2 * pairs, dtype=np.float32)
     out[0::2] = r * np.cos(theta)
     out[1::2] = r * np.sin(theta)
-    return out[:n]
+    return out
+
+
+def seeded_normal(seed: int, key: str, n: int) -> np.ndarray:
+    """Standard normals exactly as `RandomWeights::normal` draws them (SplitMix64 stream,
+    24-bit uniforms in (0, 1], Box–Muller in float32)."""
+    return _seeded_pairs((seed ^ fnv1a(key)) & MASK64, 0, (n + 1) // 2)[:n]
+
+
+def _seeded_scale(key: str, shape):
+    """`RandomWeights::values`' scaling of its normals: (factor, offset)."""
+    if len(shape) >= 2:
+        fan_in = max(int(np.prod(shape[1:])), 1)
+        return np.float32(1.0 / np.sqrt(np.float32(fan_in))), None
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf == "weight" and ("norm" in key or "ln" in key):
+        return np.float32(0.1), np.float32(1.0)
+    return np.float32(0.02), None
+
+
+def fill_seeded_large(param: torch.Tensor, seed: int, key: str, chunk_pairs: int = 1 << 23):
+    """`param.copy_(seeded_values(seed, key, param.shape))` in chunks of the stream (the same
+    values; for tensors of hundreds of millions of values, e.g. a full vocabulary's
+    embeddings, whose one-shot draw would need several GB of temporaries)."""
+    shape, flat = tuple(param.shape), param.view(-1)
+    n = flat.numel()
+    factor, offset = _seeded_scale(key, shape)
+    state = (seed ^ fnv1a(key)) & MASK64
+    with torch.no_grad():
+        for first in range(0, (n + 1) // 2, chunk_pairs):
+            pairs = min(chunk_pairs, (n + 1) // 2 - first)
+            v = _seeded_pairs(state, first, pairs)[: min(2 * pairs, n - 2 * first)] * factor
+            if offset is not None:
+                v = offset + v
+            flat[2 * first: 2 * first + v.size].copy_(torch.from_numpy(v))
 
 
 def seeded_values(seed: int, key: str, shape) -> torch.Tensor:
