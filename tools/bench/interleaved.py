@@ -59,23 +59,6 @@ def seeded_pixels(name, side, dtype):
     return torch.from_numpy(v).reshape(1, 3, side, side).to(dtype)
 
 
-def seeded_llm(cls, config, dtype, prefix):
-    """The LLM with stage_timer's weights, built without an f32 copy; the tied LM head tied
-    again and the rotary inverse frequencies (a buffer that `to_empty` leaves unset)
-    recomputed."""
-    config.torch_dtype = dtype
-    with torch.device("meta"):
-        model = cls(config).to(dtype)
-    model = model.to_empty(device="cpu")
-    model.tie_weights()  # to_empty gives a tied LM head storage of its own
-    for m in model.modules():
-        if hasattr(m, "inv_freq") and hasattr(m, "rope_init_fn"):
-            inv_freq, _ = m.rope_init_fn(m.config, "cpu")
-            m.inv_freq = inv_freq
-            m.original_inv_freq = inv_freq
-    return seeded_model(model, prefix).eval()
-
-
 def decode(model, ids):
     """DECODE greedy steps after an untimed prefill of `ids`: their time, as stage_timer's."""
     out = model(ids, use_cache=True, num_logits_to_keep=1)
@@ -113,7 +96,7 @@ def main():
         torch_runs["convnext"] = lambda: convnext_stages(conv, high)[-1]
     for (name, cls, config), which in zip(configs(), ("qwen", "llama")):
         if f"prefill-{which}" in stages or f"decode-{which}" in stages:
-            model = seeded_llm(cls, config, dtype, f"{which}.")
+            model = random_model(cls, config, dtype, fill=lambda m, p=f"{which}.": seeded_model(m, p))
             ids = torch.tensor([[(i * 7919) % config.vocab_size for i in range(PREFILL)]])
             torch_runs[f"prefill-{which}"] = (lambda m, i: lambda: m(i, use_cache=True, num_logits_to_keep=1).logits[0, -1])(model, ids)
             torch_runs[f"decode-{which}"] = (lambda m, i: lambda: decode(m, i))(model, ids)

@@ -25,15 +25,26 @@ def configs():
     return [("qwen2.5-0.5b", Qwen2ForCausalLM, qwen), ("llama-7b-4layers", LlamaForCausalLM, llama)]
 
 
-def random_model(cls, config, dtype):
-    """The model with N(0, 0.02) weights in `dtype`, built without a float32 copy first."""
+def random_model(cls, config, dtype, fill=None):
+    """The model in `dtype`, built without a float32 copy first, its parameters filled by
+    `fill(model)` (default: N(0, 0.02)). `to_empty` unties a tied LM head and leaves the
+    rotary inverse frequencies (a buffer) unset: both are restored."""
     config.torch_dtype = dtype
     with torch.device("meta"):
         model = cls(config).to(dtype)  # on the meta device: no memory yet
     model = model.to_empty(device="cpu")
+    model.tie_weights()
+    for m in model.modules():
+        if hasattr(m, "inv_freq") and hasattr(m, "rope_init_fn"):
+            inv_freq, _ = m.rope_init_fn(m.config, "cpu")
+            m.inv_freq = inv_freq
+            m.original_inv_freq = inv_freq
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
+        if fill is None:
+            for p in model.parameters():
+                p.normal_(0, 0.02)
+        else:
+            fill(model)
     return model.eval()
 
 

@@ -428,12 +428,10 @@ impl<'a> RoundedView<'a> {
     /// Rows `first .. first + count` of the view; `None` unless `first` is a multiple of 32
     /// and the run ends by the view's last row (see [`RoundedRows::rows_from`]).
     pub fn rows_from(&self, first: usize, count: usize) -> Option<RoundedView<'a>> {
-        (first.is_multiple_of(BLOCK) && first + count <= self.m).then(|| RoundedView {
-            data: &self.data[first * self.stride..],
-            m: count,
-            k: self.k,
-            stride: self.stride,
-        })
+        if !first.is_multiple_of(BLOCK) || first + count > self.m {
+            return None;
+        }
+        Some(RoundedView { data: self.data.get(first * self.stride..)?, m: count, k: self.k, stride: self.stride })
     }
 }
 
@@ -442,12 +440,7 @@ impl RoundedRows {
     /// `first` is a multiple of 32 (so that every tile of the run stays inside the buffer)
     /// and the run ends by row `m`.
     pub fn rows_from(&self, first: usize, count: usize) -> Option<RoundedView<'_>> {
-        (first.is_multiple_of(BLOCK) && first + count <= self.m).then(|| RoundedView {
-            data: &self.data.as_slice()[first * self.stride..],
-            m: count,
-            k: self.k,
-            stride: self.stride,
-        })
+        RoundedView::from(self).rows_from(first, count)
     }
 
     /// Columns `first .. first + count` of every row, as a row operand of their own (e.g. one
