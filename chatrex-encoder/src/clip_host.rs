@@ -16,8 +16,9 @@ use rayon::prelude::*;
 use crate::config::ClipVisionConfig;
 
 /// The attention's input projections: q, k and v as three products, or stacked into one
-/// `[3D, D]` product whose epilogue adds the bias and rounds to bf16 (bf16 weights on AMX
-/// tiles, with the attention on tiles reading its rows in place).
+/// `[3D, D]` product — in f32 (its output rows hold q, k, v side by side), or on AMX tiles
+/// with an epilogue that adds the bias and rounds to bf16 (the attention on tiles reading
+/// those rows in place).
 #[derive(Debug, Clone)]
 enum QkvProjection {
     Separate { q: HostLinear, k: HostLinear, v: HostLinear },
@@ -60,8 +61,10 @@ impl HostClipLayer {
         let out_proj = HostLinear::load(&attn.pp("out_proj"), d, d, true);
         let fc1 = HostLinear::load(&vb.pp("mlp.fc1"), d, c.intermediate_size, true);
         let fc2 = HostLinear::load(&vb.pp("mlp.fc2"), c.intermediate_size, d, true);
-        let all_tiles = [&out_proj, &fc1, &fc2].iter().all(|l| l.tile_weight().is_some());
-        let qkv = if fuse && tile_attention && all_tiles {
+        // Stacked where the whole layer runs on tiles, or in f32 (one `gemm` instead of three).
+        let all_tiles = [&q, &k, &v, &out_proj, &fc1, &fc2].iter().all(|l| l.tile_weight().is_some());
+        let all_f32 = [&q, &k, &v].iter().all(|l| l.is_f32());
+        let qkv = if fuse && ((tile_attention && all_tiles) || all_f32) {
             match HostLinear::concat_outputs([q, k, v]) {
                 Ok(fused) => QkvProjection::Fused(fused),
                 Err([q, k, v]) => QkvProjection::Separate { q, k, v },
@@ -90,7 +93,8 @@ impl HostClipLayer {
     /// `x += attn(ln1(x))`, then `x += mlp(ln2(x))`.
     pub fn forward(&self, x: &mut [f32], n: usize) -> Result<(), String> {
         let (q_proj, k_proj, v_proj) = match &self.qkv {
-            QkvProjection::Fused(qkv) => return self.forward_on_tiles(x, n, qkv),
+            QkvProjection::Fused(qkv) if qkv.tile_weight().is_some() => return self.forward_on_tiles(x, n, qkv),
+            QkvProjection::Fused(qkv) => return self.forward_stacked_f32(x, n, qkv),
             QkvProjection::Separate { q, k, v } => (q, k, v),
         };
         let d = q_proj.d_in();
@@ -114,9 +118,25 @@ impl HostClipLayer {
         };
         let (q, k, v) = (project(q_proj), project(k_proj), project(v_proj));
         drop(rounded);
-        let attended = self.attention(&q, &k, &v, n)?;
+        let attended = self.attention((&q, &k, &v, d), n)?;
         self.out_proj.add_to_residual(&attended, n, x, None);
 
+        self.layer_norm2.forward(x, &mut h);
+        residual_mlp(x, &h, &self.fc1, self.activation, &self.fc2, None);
+        Ok(())
+    }
+
+    /// [`forward`](Self::forward) with f32 weights and q/k/v stacked into one product: its
+    /// `[N, 3D]` rows hold q, k and v side by side, which the attention reads in place.
+    fn forward_stacked_f32(&self, x: &mut [f32], n: usize, qkv: &HostLinear) -> Result<(), String> {
+        let d = qkv.d_in();
+        let mut h = vec![0f32; n * d];
+        self.layer_norm1.forward(x, &mut h);
+        let mut projected = qkv.matmul(&h, n);
+        bias_activation(&mut projected, &qkv.bias, Activation::Identity);
+        let attended = self.attention((&projected, &projected[d..], &projected[2 * d..], 3 * d), n)?;
+        drop(projected);
+        self.out_proj.add_to_residual(&attended, n, x, None);
         self.layer_norm2.forward(x, &mut h);
         residual_mlp(x, &h, &self.fc1, self.activation, &self.fc2, None);
         Ok(())
@@ -149,13 +169,15 @@ impl HostClipLayer {
         Ok(())
     }
 
-    /// Softmax attention of `q, k, v [N, D]` per head (heads in parallel) → `[N, D]`; on AMX
-    /// tiles in bf16 when the layer's weights are bf16 (as PyTorch's bf16 attention).
-    fn attention(&self, q: &[f32], k: &[f32], v: &[f32], n: usize) -> Result<Vec<f32>, String> {
-        let d = q.len() / n.max(1);
-        let hd = d / self.heads;
+    /// Softmax attention of `q, k, v` (`N` rows of `D` values, `row_stride` apart: their own
+    /// buffers, or side by side in one) per head (heads in parallel) → `[N, D]`; on AMX tiles
+    /// in bf16 when the layer's weights are bf16 (as PyTorch's bf16 attention).
+    fn attention(&self, (q, k, v, row_stride): (&[f32], &[f32], &[f32], usize), n: usize) -> Result<Vec<f32>, String> {
+        let d = self.out_proj.d_in();
+        let hd = d / self.heads.max(1);
         let scale = (hd as f32).powf(-0.5);
         if self.tile_attention
+            && row_stride == d
             && let Some(out) = chatrex_common::amx::attention_bf16(q, k, v, n, self.heads, scale)
         {
             return Ok(out);
@@ -171,8 +193,8 @@ impl HostClipLayer {
                     let offset = head * hd;
                     // scores [N, N] = scale · q_h · k_hᵀ
                     matmul_strided(
-                        view(&q[offset..], n, hd, d, 1),
-                        view(&k[offset..], hd, n, 1, d),
+                        view(&q[offset..], n, hd, row_stride, 1),
+                        view(&k[offset..], hd, n, 1, row_stride),
                         scale,
                         scores,
                         n,
@@ -182,7 +204,7 @@ impl HostClipLayer {
                     }
                     // out_h [N, hd] = scores · v_h
                     let mut out = vec![0f32; n * hd];
-                    matmul_strided(view(scores, n, n, n, 1), view(&v[offset..], n, hd, d, 1), 1.0, &mut out, hd)?;
+                    matmul_strided(view(scores, n, n, n, 1), view(&v[offset..], n, hd, row_stride, 1), 1.0, &mut out, hd)?;
                     Ok(out)
                 },
             )
@@ -249,5 +271,25 @@ mod tests {
         separate.forward(&mut b, n).expect("separate layer");
         assert_eq!(a, b);
         assert_ne!(a, x, "the layer changed its input");
+    }
+
+    /// With f32 weights, q/k/v are stacked into one `gemm` and the attention reads them from
+    /// its rows: the same layer as three products, up to the order of the sums.
+    #[test]
+    fn stacked_f32_qkv_layer_matches_separate_products() {
+        let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
+        let config = ClipVisionConfig { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, ..ClipVisionConfig::vit_large_patch14_336() };
+        let vb = WeightLoader::random(4, &device, WeightDType::F32).pp("layer");
+        let (fused, separate) = (HostClipLayer::load_with(&vb, &config, true), HostClipLayer::load_with(&vb, &config, false));
+        assert!(matches!(fused.qkv, QkvProjection::Fused(_)));
+        assert!(matches!(separate.qkv, QkvProjection::Separate { .. }));
+        let n = 45;
+        let x: Vec<f32> = (0..n * 64).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        fused.forward(&mut a, n).expect("fused layer");
+        separate.forward(&mut b, n).expect("separate layer");
+        let update = |y: &[f32]| y.iter().zip(&x).map(|(y, x)| y - x).collect::<Vec<f32>>();
+        let err = chatrex_common::parity::compare(&update(&a), &update(&b)).rel;
+        assert!(err < 1e-6, "rel. error of the update {err}");
     }
 }

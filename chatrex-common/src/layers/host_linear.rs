@@ -91,20 +91,39 @@ impl HostLinear {
 
     /// The layers `parts` (one input width) stacked along their outputs into one layer
     /// `[Σ out_i, in]` with their biases concatenated — e.g. q, k and v projections run as one
-    /// product — when every weight is held in AMX tile order (where stacking is a copy of the
-    /// tiles); otherwise `parts` back unchanged.
+    /// product — when every weight is held in AMX tile order (stacking is a copy of the
+    /// tiles) or every one in f32 (`[in, out]`: each input row's outputs side by side);
+    /// otherwise `parts` back unchanged.
     pub fn concat_outputs<const N: usize>(parts: [HostLinear; N]) -> Result<Self, [HostLinear; N]> {
         let d_in = parts.first().map_or(0, |p| p.d_in);
-        let tiles: Option<Vec<&crate::amx::TileWeight>> = parts.iter().map(|p| p.tile_weight().filter(|_| p.d_in == d_in)).collect();
-        let Some(stacked) = tiles.and_then(|t| crate::amx::TileWeight::concat_outputs(&t)) else {
+        let d_out = parts.iter().map(|p| p.d_out).sum();
+        if parts.iter().any(|p| p.d_in != d_in) {
+            return Err(parts);
+        }
+        let bias = || parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
+        let tiles: Option<Vec<&crate::amx::TileWeight>> = parts.iter().map(HostLinear::tile_weight).collect();
+        if let Some(stacked) = tiles.and_then(|t| crate::amx::TileWeight::concat_outputs(&t)) {
+            return Ok(Self { d_in, d_out, bias: bias(), weight: HostWeight::Tiles(stacked) });
+        }
+        let in_out: Option<Vec<&Vec<f32>>> = parts
+            .iter()
+            .map(|p| match &p.weight {
+                HostWeight::InOut(w) if w.len() == d_in * p.d_out => Some(w),
+                _ => None,
+            })
+            .collect();
+        let (Some(in_out), true) = (in_out, N > 0) else {
             return Err(parts);
         };
-        Ok(Self {
-            d_in,
-            d_out: stacked.rows(),
-            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
-            weight: HostWeight::Tiles(stacked),
-        })
+        let mut stacked = vec![0f32; d_in * d_out];
+        for (i, row) in stacked.chunks_exact_mut(d_out).enumerate() {
+            let mut column = 0;
+            for (part, w) in parts.iter().zip(&in_out) {
+                row[column..column + part.d_out].copy_from_slice(&w[i * part.d_out..(i + 1) * part.d_out]);
+                column += part.d_out;
+            }
+        }
+        Ok(Self { d_in, d_out, bias: bias(), weight: HostWeight::InOut(stacked) })
     }
 
     /// Whether the weight is held in f32 (`[in, out]`), so that a product on one thread

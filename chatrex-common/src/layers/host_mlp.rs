@@ -5,18 +5,22 @@ use crate::amx::{RoundedRows, RoundedView, TileWeight};
 use crate::layers::HostLinear;
 use rayon::prelude::*;
 
-/// The largest hidden activation of one block, in values (4 MB): measured on ConvNeXt-L at
-/// 768 px, 64 Ki values per block took 8.1 s, 1 Mi 3.6–3.8 s, one parallel `gemm` per layer
-/// over all tokens 4.1–4.2 s.
-const HIDDEN_VALUES_PER_BLOCK: usize = 1 << 20;
+/// The largest hidden activation of one block (f32 weights), in values (16 MB): every block
+/// packs both weights again, so blocks are as large as this allows. Measured with the runs
+/// interleaved (2 threads, f32): 4 Mi values and one block per thread against 1 Mi and two
+/// per thread: ConvNeXt-L@768 1.13×, CLIP-L 1.08×, UPN-L unchanged; 8 Mi and 16 Mi level with
+/// 4 Mi, 2 Mi 0.91×. (Earlier, on ConvNeXt-L: 64 Ki values per block 8.1 s, 1 Mi 3.6–3.8 s,
+/// one parallel `gemm` per layer over all tokens 4.1–4.2 s.)
+const HIDDEN_VALUES_PER_BLOCK: usize = 4 << 20;
 /// The largest hidden activation with 16-bit weights, whose products run over all tokens of a
 /// block on all threads (32 MB: ≈ 11 Ki tokens at hidden width 768, 4 Ki at width 2048).
 const LARGE_HIDDEN_VALUES: usize = 8 << 20;
 
 /// `x ← x + scale · fc2(activation(fc1(input)))` for rows `input, x [N, d]` (`scale`: a
-/// layer scale `[d]`, or 1). Blocks of tokens run in parallel, each block's
-/// fc1 → activation → fc2 → residual on one thread, so that its hidden activation stays in
-/// that core's cache instead of making a round trip to memory between the two products.
+/// layer scale `[d]`, or 1). With f32 weights, blocks of tokens (as large as
+/// [`HIDDEN_VALUES_PER_BLOCK`] allows, one per thread at least) run in parallel, each
+/// block's fc1 → activation → fc2 → residual on one thread, its hidden activation in that
+/// thread's own buffer; 16-bit weights run each product on all threads.
 pub fn residual_mlp(
     x: &mut [f32],
     input: &[f32],
@@ -55,9 +59,9 @@ pub fn residual_mlp(
         }
         return;
     }
-    // At least two blocks per thread, so that few tokens (576 at ConvNeXt's last stage)
-    // still keep every core busy.
-    let per_thread = tokens.div_ceil(2 * rayon::current_num_threads().max(1));
+    // One block per thread at least: each block's products pack the whole weight again
+    // (the `gemm` crate has no pre-packed operand), so fewer, larger blocks pack less.
+    let per_thread = tokens.div_ceil(rayon::current_num_threads().max(1));
     let block = (HIDDEN_VALUES_PER_BLOCK / hidden_width).min(per_thread).max(1);
     x.par_chunks_mut(block * d).zip(input.par_chunks(block * d)).for_each_init(
         || (vec![0f32; block * hidden_width], vec![0f32; block * d]),
