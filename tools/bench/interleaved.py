@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
-from common import fill_seeded_large, seeded_normal  # noqa: E402
+from common import fill_seeded, seeded_normal  # noqa: E402
 from encoder_torch import clip_model, convnext_model, convnext_stages  # noqa: E402
 from llm_torch import DECODE, PREFILL, configs, random_model  # noqa: E402
 
@@ -45,12 +45,8 @@ SEED = 5  # stage_timer's WeightLoader::random seed
 
 
 def seeded_model(model, prefix, rename=lambda name: name, only=lambda name: True):
-    """Every parameter `name` of `model` (those `only` keeps) from the seeded generator's key
-    `prefix + rename(name)`: the values stage_timer loads."""
-    for name, p in model.named_parameters():
-        if only(name):
-            fill_seeded_large(p.data, SEED, prefix + rename(name))
-    return model
+    """`model` with the seeded weights stage_timer loads (keys `prefix + rename(name)`)."""
+    return fill_seeded(model, SEED, prefix, rename, only)
 
 
 def seeded_pixels(name, side, dtype):

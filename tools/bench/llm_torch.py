@@ -1,18 +1,25 @@
 """PyTorch/transformers reference timing of LLM prefill (700 tokens) and decode (32 tokens,
 KV cache) on the CPU, for the shapes of benches/llm.rs: Qwen2.5-0.5B (24 layers) and
-Llama-7B layers (4 of 32, full vocabulary), in f32, f16 and bf16.
+Llama-7B layers (4 of 32, full vocabulary), in f32, f16 and bf16, on the same seeded weights
+and prompt as the Rust bench.
 
     python tools/bench/llm_torch.py [--threads N]
 """
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from common import fill_seeded  # noqa: E402
+
 PREFILL, DECODE = 700, 32
+BENCH_SEED = 3  # benches/llm.rs: WeightLoader::random(3, ..)
 
 
 def configs():
@@ -49,9 +56,10 @@ def random_model(cls, config, dtype, fill=None):
 
 
 def bench(name, cls, config, dtype):
-    torch.manual_seed(0)
-    model = random_model(cls, config, dtype)
-    ids = torch.randint(0, config.vocab_size, (1, PREFILL))
+    # The weights and prompt of benches/llm.rs: its seeded generator (seed 3, HF key names)
+    # and ids (7919 · i) mod vocab.
+    model = random_model(cls, config, dtype, fill=lambda m: fill_seeded(m, BENCH_SEED))
+    ids = torch.tensor([[(i * 7919) % config.vocab_size for i in range(PREFILL)]])
     with torch.no_grad():
         t = time.perf_counter()
         # Logits of the last position only, as benches/llm.rs computes (the default computes
