@@ -245,8 +245,11 @@ fn attend_head(
     let mut sums = [0f32; BLOCK];
     let done = (0..n).step_by(BLOCK).try_for_each(|first| {
         let rows = BLOCK.min(n - first);
+        // Keys any query of the block sees, in whole 32-key blocks: causal blocks skip the
+        // keys past their last query in both products.
+        let seen = causal_start.map_or(keys, |start| (start + first + rows).min(total).next_multiple_of(BLOCK));
         let scores = &mut scratch.scores.as_mut_slice()[..rows * keys];
-        if !key_tiles.matmul_t_rounded_serial(queries.rows_from(first, rows)?, scores) {
+        if !key_tiles.matmul_t_rounded_part(queries.rows_from(first, rows)?, scores, seen, hd) {
             return None;
         }
         for (i, (row, sum)) in scores.chunks_exact_mut(keys).zip(sums.iter_mut()).enumerate() {
@@ -255,10 +258,10 @@ fn attend_head(
             *sum = softmax_numerators(row, scale);
             let numerator_row = scratch.numerators.row_mut(i);
             round_to_bf16(row, numerator_row);
-            numerator_row[visible..].fill(bf16::ZERO);
+            numerator_row[visible..seen].fill(bf16::ZERO);
         }
         let block_out = &mut scratch.block_out[..rows * hd];
-        if !value_tiles.matmul_t_rounded_serial(scratch.numerators.rows_from(0, rows)?, block_out) {
+        if !value_tiles.matmul_t_rounded_part(scratch.numerators.rows_from(0, rows)?, block_out, hd, seen) {
             return None;
         }
         for (i, (row, sum)) in block_out.chunks_exact(hd).zip(sums.iter()).enumerate() {

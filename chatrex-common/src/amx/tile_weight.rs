@@ -132,16 +132,27 @@ impl TileWeight {
     /// `x`. Returns `false`, computing nothing, when `x` has another width than the weight or
     /// `y` is shorter than `m · n`.
     pub fn matmul_t_rounded<'a>(&self, x: impl Into<RoundedView<'a>>, y: &mut [f32]) -> bool {
-        self.matmul_t_rounded_with(x.into(), y, true)
+        self.matmul_t_rounded_with(x.into(), y, true, (self.n, self.k))
     }
 
     /// [`matmul_t_rounded`](Self::matmul_t_rounded) on the calling thread only, for callers
     /// that already run one product per thread (attention: one head per task).
     pub fn matmul_t_rounded_serial<'a>(&self, x: impl Into<RoundedView<'a>>, y: &mut [f32]) -> bool {
-        self.matmul_t_rounded_with(x.into(), y, false)
+        self.matmul_t_rounded_part(x.into(), y, self.n, self.k)
     }
 
-    fn matmul_t_rounded_with(&self, x: RoundedView<'_>, y: &mut [f32], parallel: bool) -> bool {
+    /// [`matmul_t_rounded_serial`](Self::matmul_t_rounded_serial) of a leading part of the
+    /// weight: only outputs `0 .. outputs` are computed (the rest of `y`'s `[m, n]` rows left
+    /// as they are) and the sums run over inputs `0 .. reduction` only — e.g. causal attention,
+    /// where a block of queries sees a prefix of the keys. Returns `false`, computing nothing,
+    /// unless `outputs` is a whole number of 32-output blocks and `reduction` of 32-value steps
+    /// within the weight, and the shapes fit as for the whole product.
+    pub(super) fn matmul_t_rounded_part(&self, x: RoundedView<'_>, y: &mut [f32], outputs: usize, reduction: usize) -> bool {
+        let whole = outputs.is_multiple_of(BLOCK) && outputs <= self.n && reduction.is_multiple_of(TILE_K) && reduction > 0 && reduction <= self.k;
+        whole && self.matmul_t_rounded_with(x, y, false, (outputs, reduction))
+    }
+
+    fn matmul_t_rounded_with(&self, x: RoundedView<'_>, y: &mut [f32], parallel: bool, (outputs, reduction): (usize, usize)) -> bool {
         let (n, m) = (self.n, x.m);
         if x.k != self.k || y.len() < m * n {
             return false;
@@ -165,8 +176,8 @@ impl TileWeight {
         } else {
             let (mut local, _configured) = (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new());
             for rb in 0..m.div_ceil(BLOCK) {
-                for p in 0..n / BLOCK {
-                    self.block(x, rb, p, Some((out, n)), &mut local, &finish);
+                for p in 0..outputs / BLOCK {
+                    self.block(x, (rb, p), reduction / TILE_K, Some((out, n)), &mut local, &finish);
                 }
             }
         }
@@ -256,7 +267,8 @@ impl TileWeight {
         let row_blocks = m.div_ceil(BLOCK);
         let pairs = self.n / BLOCK;
         let threads = rayon::current_num_threads();
-        let run = |local: &mut BlockSums, rb: usize, p: usize| self.block(x, rb, p, direct, local, &finish);
+        let steps = self.k / TILE_K;
+        let run = |local: &mut BlockSums, rb: usize, p: usize| self.block(x, (rb, p), steps, direct, local, &finish);
         if self.bytes() <= ROW_TASK_WEIGHT_BYTES && row_blocks >= 2 * threads {
             (0..row_blocks).into_par_iter().for_each_init(
                 || (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new()),
@@ -276,14 +288,16 @@ impl TileWeight {
         );
     }
 
-    /// The 32×32 block of sums of row block `rb` of `x` and output block `p`: stored into
-    /// `direct` when it names an output and the block has 32 rows, else computed into `local`
-    /// and handed to `finish`. The tiles must be configured on this thread.
-    fn block<F>(&self, x: RoundedView<'_>, rb: usize, p: usize, direct: Option<(OutPtr, usize)>, local: &mut BlockSums, finish: &F)
+    /// The 32×32 block of sums of row block `rb` of `x` and output block `p` over the first
+    /// `steps_used` 32-value steps of the inputs (all of them: `k / 32`): stored into `direct`
+    /// when it names an output and the block has 32 rows, else computed into `local` and
+    /// handed to `finish`. The tiles must be configured on this thread.
+    fn block<F>(&self, x: RoundedView<'_>, (rb, p): (usize, usize), steps_used: usize, direct: Option<(OutPtr, usize)>, local: &mut BlockSums, finish: &F)
     where
         F: Fn(usize, usize, usize, &mut [f32]),
     {
         let steps = self.k / TILE_K;
+        let steps_used = steps_used.min(steps);
         let stride = x.stride;
         let rounded = x.data;
         let pair_tiles = |half: usize| &self.data.as_slice()[(2 * p + half) * steps * TILE_VALUES..];
@@ -306,9 +320,9 @@ impl TileWeight {
         unsafe {
             if rows <= TILE_ROWS {
                 // The second row tile would be padding only: half the products.
-                tiles::block_1x2_rows(a0.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
+                tiles::block_1x2_rows(a0.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps_used, c, c_stride);
             } else {
-                tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps, c, c_stride);
+                tiles::block_2x2_rows(a0.as_ptr(), a1.as_ptr(), stride * 2, b0.as_ptr(), b1.as_ptr(), steps_used, c, c_stride);
             }
         }
         if target.is_none() {
