@@ -47,7 +47,8 @@ impl HostClipLayer {
         Self::load_with(vb, c, true)
     }
 
-    /// Loads one layer; `fuse`: stack q/k/v into one product where everything runs on tiles.
+    /// Loads one layer; `fuse`: stack q/k/v into one product where the whole layer runs on
+    /// tiles, or the three weights are f32.
     fn load_with(vb: &WeightLoader, c: &ClipVisionConfig, fuse: bool) -> Self {
         let d = c.hidden_size;
         let attn = vb.pp("self_attn");
@@ -224,26 +225,39 @@ mod tests {
     use super::*;
     use crate::config::ClipVisionConfig;
 
+    /// CLIP-L's layer shape scaled down: width 64, two heads of 32 values.
+    fn small_config() -> ClipVisionConfig {
+        ClipVisionConfig { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, ..ClipVisionConfig::vit_large_patch14_336() }
+    }
+
+    /// Two layers run on the same 45 tokens (one whole block of 32 and a partial one): the
+    /// input, then each layer's output.
+    fn run_pair(first: &HostClipLayer, second: &HostClipLayer) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let n = 45;
+        let x: Vec<f32> = (0..n * 64).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        first.forward(&mut a, n).expect("first layer");
+        second.forward(&mut b, n).expect("second layer");
+        (x, a, b)
+    }
+
+    /// A layer's update `y − x` (x is added back by the residuals).
+    fn update(y: &[f32], x: &[f32]) -> Vec<f32> {
+        y.iter().zip(x).map(|(y, x)| y - x).collect()
+    }
+
     /// One layer with 32 values per head: with bf16 weights on a CPU with AMX, its attention
     /// runs on tiles (bf16 operands, as PyTorch's bf16 attention); it stays within bf16
     /// rounding of the same layer with f32 weights (the same random values before rounding).
     #[test]
     fn bf16_layer_with_tile_attention_stays_close_to_f32() {
         let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
-        let config = ClipVisionConfig { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, ..ClipVisionConfig::vit_large_patch14_336() };
-        let layer = |dtype| HostClipLayer::load(&WeightLoader::random(3, &device, dtype).pp("layer"), &config);
+        let layer = |dtype| HostClipLayer::load(&WeightLoader::random(3, &device, dtype).pp("layer"), &small_config());
         let (f32_layer, bf16_layer) = (layer(WeightDType::F32), layer(WeightDType::BF16));
         assert!(!f32_layer.tile_attention);
         assert_eq!(bf16_layer.tile_attention, chatrex_common::amx::available());
-        // 45 tokens: one whole block of 32 keys and a partial one.
-        let n = 45;
-        let x: Vec<f32> = (0..n * 64).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-        let (mut a, mut b) = (x.clone(), x.clone());
-        f32_layer.forward(&mut a, n).expect("f32 layer");
-        bf16_layer.forward(&mut b, n).expect("bf16 layer");
-        // Compare the layer's update (x is added back by the residuals).
-        let update = |y: &[f32]| y.iter().zip(&x).map(|(y, x)| y - x).collect::<Vec<f32>>();
-        let err = chatrex_common::parity::compare(&update(&b), &update(&a)).rel;
+        let (x, a, b) = run_pair(&f32_layer, &bf16_layer);
+        let err = chatrex_common::parity::compare(&update(&b, &x), &update(&a, &x)).rel;
         assert!(err < 1e-2, "rel. error of the update {err} (measured 4.9e-3)");
         assert!(err > 0.0, "the bf16 layer rounds");
     }
@@ -254,21 +268,15 @@ mod tests {
     #[test]
     fn fused_qkv_layer_is_bit_identical_to_separate_products() {
         let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
-        let config = ClipVisionConfig { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, ..ClipVisionConfig::vit_large_patch14_336() };
         let vb = WeightLoader::random(4, &device, WeightDType::BF16).pp("layer");
-        let (fused, separate) = (HostClipLayer::load_with(&vb, &config, true), HostClipLayer::load_with(&vb, &config, false));
+        let (fused, separate) = (HostClipLayer::load_with(&vb, &small_config(), true), HostClipLayer::load_with(&vb, &small_config(), false));
         assert!(matches!(separate.qkv, QkvProjection::Separate { .. }));
         if !chatrex_common::amx::available() {
             assert!(matches!(fused.qkv, QkvProjection::Separate { .. }), "no tiles: nothing to fuse");
             return;
         }
         assert!(matches!(fused.qkv, QkvProjection::Fused(_)));
-        // 45 tokens: one whole block of 32 rows and a partial one.
-        let n = 45;
-        let x: Vec<f32> = (0..n * 64).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-        let (mut a, mut b) = (x.clone(), x.clone());
-        fused.forward(&mut a, n).expect("fused layer");
-        separate.forward(&mut b, n).expect("separate layer");
+        let (x, a, b) = run_pair(&fused, &separate);
         assert_eq!(a, b);
         assert_ne!(a, x, "the layer changed its input");
     }
@@ -278,18 +286,12 @@ mod tests {
     #[test]
     fn stacked_f32_qkv_layer_matches_separate_products() {
         let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
-        let config = ClipVisionConfig { hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, ..ClipVisionConfig::vit_large_patch14_336() };
         let vb = WeightLoader::random(4, &device, WeightDType::F32).pp("layer");
-        let (fused, separate) = (HostClipLayer::load_with(&vb, &config, true), HostClipLayer::load_with(&vb, &config, false));
+        let (fused, separate) = (HostClipLayer::load_with(&vb, &small_config(), true), HostClipLayer::load_with(&vb, &small_config(), false));
         assert!(matches!(fused.qkv, QkvProjection::Fused(_)));
         assert!(matches!(separate.qkv, QkvProjection::Separate { .. }));
-        let n = 45;
-        let x: Vec<f32> = (0..n * 64).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
-        let (mut a, mut b) = (x.clone(), x.clone());
-        fused.forward(&mut a, n).expect("fused layer");
-        separate.forward(&mut b, n).expect("separate layer");
-        let update = |y: &[f32]| y.iter().zip(&x).map(|(y, x)| y - x).collect::<Vec<f32>>();
-        let err = chatrex_common::parity::compare(&update(&a), &update(&b)).rel;
+        let (x, a, b) = run_pair(&fused, &separate);
+        let err = chatrex_common::parity::compare(&update(&a, &x), &update(&b, &x)).rel;
         assert!(err < 1e-6, "rel. error of the update {err}");
     }
 }

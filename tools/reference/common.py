@@ -108,52 +108,6 @@ def seeded_values(seed: int, key: str, shape) -> torch.Tensor:
     return torch.from_numpy(v.reshape(shape).copy())
 
 
-def _seeded_scale(key: str, shape):
-    """`RandomWeights::values`' scaling of its normals: (factor, offset)."""
-    if len(shape) >= 2:
-        fan_in = max(int(np.prod(shape[1:])), 1)
-        return np.float32(1.0 / np.sqrt(np.float32(fan_in))), None
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf == "weight" and ("norm" in key or "ln" in key):
-        return np.float32(0.1), np.float32(1.0)
-    return np.float32(0.02), None
-
-
-def fill_seeded_large(param: torch.Tensor, seed: int, key: str, chunk_pairs: int = 1 << 23):
-    """`param.copy_(seeded_values(seed, key, param.shape))` in chunks of the stream (the same
-    values; for tensors of hundreds of millions of values, e.g. a full vocabulary's
-    embeddings, whose one-shot draw would need several GB of temporaries)."""
-    shape, flat = tuple(param.shape), param.view(-1)
-    n = flat.numel()
-    factor, offset = _seeded_scale(key, shape)
-    state = (seed ^ fnv1a(key)) & MASK64
-    with torch.no_grad():
-        for first in range(0, (n + 1) // 2, chunk_pairs):
-            pairs = min(chunk_pairs, (n + 1) // 2 - first)
-            v = _seeded_pairs(state, first, pairs)[: min(2 * pairs, n - 2 * first)] * factor
-            if offset is not None:
-                v = offset + v
-            flat[2 * first: 2 * first + v.size].copy_(torch.from_numpy(v))
-
-
-def seeded_values(seed: int, key: str, shape) -> torch.Tensor:
-    """`RandomWeights::values`: matrices N(0, 1/fan_in), norm weights 1 + 0.1·N, other
-    vectors 0.02·N."""
-    shape = tuple(shape)
-    n = int(np.prod(shape)) if shape else 1
-    v = seeded_normal(seed, key, n)
-    if len(shape) >= 2:
-        fan_in = max(int(np.prod(shape[1:])), 1)
-        v = v * np.float32(1.0 / np.sqrt(np.float32(fan_in)))
-    else:
-        leaf = key.rsplit(".", 1)[-1]
-        if leaf == "weight" and ("norm" in key or "ln" in key):
-            v = np.float32(1.0) + np.float32(0.1) * v
-        else:
-            v = np.float32(0.02) * v
-    return torch.from_numpy(v.reshape(shape).copy())
-
-
 def fill_seeded(module: torch.nn.Module, seed: int, prefix: str = "", rename=lambda name: name, only=lambda name: True):
     """Overwrites every parameter `name` of `module` (those `only` keeps) with
     `seeded_values(seed, prefix + rename(name))`, drawn in chunks (models of a billion values)."""
