@@ -18,7 +18,7 @@ const LARGE_HIDDEN_VALUES: usize = 8 << 20;
 
 /// `x ← x + scale · fc2(activation(fc1(input)))` for rows `input, x [N, d]` (`scale`: a
 /// layer scale `[d]`, or 1). With f32 weights, blocks of tokens (as large as
-/// [`HIDDEN_VALUES_PER_BLOCK`] allows, one per thread at least) run in parallel, each
+/// 4 Mi hidden values allow, one per thread at least) run in parallel, each
 /// block's fc1 → activation → fc2 → residual on one thread, its hidden activation in that
 /// thread's own buffer; 16-bit weights run each product on all threads.
 pub fn residual_mlp(
