@@ -218,6 +218,11 @@ pub fn matmul_in_out_serial(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, 
     matmul_in_out_with(x, m, w, k, n, y, gemm::Parallelism::None)
 }
 
+/// `y[m, n] += x[m, k] · w[k, n]` (as [`matmul_in_out`], adding to what `y` holds).
+pub fn matmul_in_out_add(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
+    matmul_in_out_into(x, m, w, k, n, y, gemm::Parallelism::Rayon(0), true)
+}
+
 fn matmul_in_out_with(
     x: &[f32],
     m: usize,
@@ -226,6 +231,21 @@ fn matmul_in_out_with(
     n: usize,
     y: &mut [f32],
     parallelism: gemm::Parallelism,
+) -> Result<(), String> {
+    matmul_in_out_into(x, m, w, k, n, y, parallelism, false)
+}
+
+/// `y ← x · w`, or with `accumulate` `y ← y + x · w`.
+#[allow(clippy::too_many_arguments)]
+fn matmul_in_out_into(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    y: &mut [f32],
+    parallelism: gemm::Parallelism,
+    accumulate: bool,
 ) -> Result<(), String> {
     if x.len() < m * k || w.len() < k * n || y.len() < m * n {
         return Err(format!("matmul [{m}, {k}] × [{k}, {n}] on slices of {}, {}, {}", x.len(), w.len(), y.len()));
@@ -243,14 +263,15 @@ fn matmul_in_out_with(
             y.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             x.as_ptr(),
             1,
             k as isize,
             w.as_ptr(),
             1,
             n as isize,
-            0.0f32,
+            // dst ← alpha · dst + beta · x · w (dst read only with `accumulate`).
+            1.0f32,
             1.0f32,
             false,
             false,

@@ -6,8 +6,8 @@
 //! - [`image`]: decoding with limits, RGB conversion, Pillow-exact resizing.
 //! - [`sine`]: the sine-cosine position embedding used by UPN and the object tokenizer.
 //! - [`layers`]: inference layers with PyTorch parameter names.
-//! - [`host_matmul`], [`host_ops`]: matrix products and fused element-wise kernels on host
-//!   memory, the CPU backend's fast paths.
+//! - [`host_matmul`], [`in_out_matrix`], [`host_ops`]: matrix products and fused element-wise
+//!   kernels on host memory, the CPU backend's fast paths.
 //! - [`parity`]: fixture access and error measures for parity tests.
 
 pub mod allocator;
@@ -16,6 +16,7 @@ pub mod device;
 pub mod host_matmul;
 pub mod host_ops;
 pub mod image;
+pub mod in_out_matrix;
 pub mod layers;
 pub mod parity;
 pub mod sine;

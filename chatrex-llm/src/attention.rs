@@ -12,6 +12,10 @@ use burn::tensor::{DType, Tensor, TensorData};
 use crate::linear::LlmLinear;
 use chatrex_common::weights::WeightLoader;
 
+/// Queries per block of the f32 host attention: each block's scores cover only the keys its
+/// last query sees.
+const QUERY_BLOCK: usize = 64;
+
 /// `self_attn.{q,k,v,o}_proj`.
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -126,6 +130,8 @@ impl Attention {
 
     /// Causal attention in f32 of `q [L, heads·D]` (positions `start ..`) over the host cache
     /// `kv` → `[L, heads·D]`, heads in parallel, each reading its key/value head in place.
+    /// Queries go in blocks of [`QUERY_BLOCK`], each against only the keys its last query
+    /// sees (a prefill computes about half the scores of the full square).
     fn attend_f32(&self, q: &[f32], l: usize, kv: &HostKv, start: usize, scale: f32) -> Result<Vec<f32>, LlmError> {
         let (h, d) = (self.heads, self.head_dim);
         let group = h / self.kv_heads;
@@ -137,22 +143,27 @@ impl Attention {
                 let keys = &kv.keys[g * head_stride..];
                 let values = &kv.values[g * head_stride..];
                 let view = StridedMatrix::new;
-                let mut scores = vec![0f32; l * total];
-                matmul_strided(
-                    view(&q[head * d..], l, d, h * d, 1),
-                    view(keys, d, total, 1, d),
-                    scale,
-                    &mut scores,
-                    total,
-                )?;
-                // Causal: query i (position start + i) sees keys 0..=start + i.
-                for (i, row) in scores.chunks_mut(total).enumerate() {
-                    let visible = (start + i + 1).min(total);
-                    softmax_row(&mut row[..visible]);
-                    row[visible..].fill(0.0);
-                }
+                let mut block_scores = vec![0f32; QUERY_BLOCK.min(l) * total];
                 let mut out = vec![0f32; l * d];
-                matmul_strided(view(&scores, l, total, total, 1), view(values, total, d, d, 1), 1.0, &mut out, d)?;
+                for b0 in (0..l).step_by(QUERY_BLOCK) {
+                    let rows = QUERY_BLOCK.min(l - b0);
+                    // Causal: query i (position start + i) sees keys 0..=start + i.
+                    let seen = (start + b0 + rows).min(total);
+                    let scores = &mut block_scores[..rows * seen];
+                    matmul_strided(
+                        view(&q[(b0 * h + head) * d..], rows, d, h * d, 1),
+                        view(keys, d, seen, 1, d),
+                        scale,
+                        scores,
+                        seen,
+                    )?;
+                    for (i, row) in scores.chunks_mut(seen).enumerate() {
+                        let visible = (start + b0 + i + 1).min(seen);
+                        softmax_row(&mut row[..visible]);
+                        row[visible..].fill(0.0);
+                    }
+                    matmul_strided(StridedMatrix::new(scores, rows, seen, seen, 1), view(values, seen, d, d, 1), 1.0, &mut out[b0 * d..], d)?;
+                }
                 Ok(out)
             })
             .collect::<Result<_, String>>()

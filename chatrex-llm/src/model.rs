@@ -11,7 +11,7 @@ use crate::linear::{LlmLinear, host_weights};
 use chatrex_common::device::read_f32;
 use chatrex_common::host_matmul::HostMatrix;
 use chatrex_common::amx::{RoundedRows, round_to_bf16};
-use chatrex_common::host_ops::{add_assign, rms_norm, silu_mul, silu_mul_chunk};
+use chatrex_common::host_ops::{rms_norm, silu_mul, silu_mul_chunk};
 use rayon::prelude::*;
 use std::sync::Arc;
 use chatrex_common::weights::{WeightDType, WeightLoader};
@@ -76,20 +76,12 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    /// Host rows `x [L, hidden]` → `down(silu(gate(x)) · up(x))` `[L, hidden]`.
-    fn forward_rows(&self, x: &[f32], l: usize) -> Result<Vec<f32>, LlmError> {
-        let missing = || LlmError::Backend("host MLP with device weights".into());
-        let mut gate = self.gate_proj.forward_rows(x, l).ok_or_else(missing)?;
-        let up = self.up_proj.forward_rows(x, l).ok_or_else(missing)?;
-        silu_mul(&mut gate, &up);
-        self.down_proj.forward_rows(&gate, l).ok_or_else(missing)
-    }
-
     /// `residual += down(silu(gate(x)) · up(x))` for host rows `x [L, hidden]`. With all three
     /// weights in tile order and more than one row, `x` is rounded once for both products,
     /// the gated activation is rounded straight into the rows `down` reads, and `down`'s sums
     /// are added into `residual` from its blocks (the same numbers as the separate steps);
-    /// otherwise the separate steps of [`forward_rows`](Self::forward_rows).
+    /// otherwise the separate steps: gate and up products, the gated activation in place,
+    /// and down's product added into `residual`.
     ///
     /// `scratch` holds the two `[L, intermediate]` products between calls (every value is
     /// overwritten), so that a prefill does not zero and fault in fresh pages for them in
@@ -127,9 +119,19 @@ impl Mlp {
             }
             return Err(LlmError::Backend("tile MLP: operand shapes".into()));
         }
-        let y = self.forward_rows(x, l)?;
-        add_assign(residual, &y);
-        Ok(())
+        // Other weights: the separate steps, the two products in the scratch buffers and
+        // `down` adding into the residual where its weight allows.
+        let missing = || LlmError::Backend("host MLP with device weights".into());
+        let width = self.gate_proj.host_out_features().ok_or_else(missing)?;
+        let MlpScratch { gate, up } = scratch;
+        for buffer in [&mut *gate, &mut *up] {
+            buffer.resize(l * width, 0.0);
+        }
+        let (gate, up) = (&mut gate[..l * width], &mut up[..l * width]);
+        self.gate_proj.forward_rows_into(x, l, gate).ok_or_else(missing)?;
+        self.up_proj.forward_rows_into(x, l, up).ok_or_else(missing)?;
+        silu_mul(gate, up);
+        self.down_proj.add_forward_rows(gate, l, residual).ok_or_else(missing)
     }
 
     fn is_host(&self) -> bool {

@@ -2,7 +2,6 @@
 
 use crate::host_matmul::{HostData, HostMatrix, matmul_in_out, matmul_in_out_serial};
 use crate::weights::{WeightDType, WeightLoader};
-use rayon::prelude::*;
 
 /// Where a [`HostLinear`]'s weight lives.
 #[derive(Debug, Clone)]
@@ -65,22 +64,7 @@ impl HostLinear {
 
     /// From an f32 weight in PyTorch's `[out, in]` order (transposed here) and a bias `[out]`.
     pub fn from_out_in_f32(weight: &[f32], d_in: usize, d_out: usize, bias: Vec<f32>) -> Self {
-        // Transposed in 32×32 tiles (a plain double loop misses the cache on every write).
-        const TILE: usize = 32;
-        let mut in_out = vec![0f32; d_in * d_out];
-        if weight.len() >= d_in * d_out && d_out > 0 {
-            in_out.par_chunks_mut(TILE * d_out).enumerate().for_each(|(tile, rows)| {
-                let i0 = tile * TILE;
-                let i1 = i0 + rows.len() / d_out;
-                for o0 in (0..d_out).step_by(TILE) {
-                    for o in o0..(o0 + TILE).min(d_out) {
-                        for i in i0..i1 {
-                            rows[(i - i0) * d_out + o] = weight[o * d_in + i];
-                        }
-                    }
-                }
-            });
-        }
+        let in_out = crate::in_out_matrix::transpose_out_in(weight, d_in, d_out);
         Self {
             weight: HostWeight::InOut(in_out),
             d_in,
