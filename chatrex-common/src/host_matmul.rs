@@ -218,9 +218,20 @@ pub fn matmul_in_out_serial(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, 
     matmul_in_out_with(x, m, w, k, n, y, gemm::Parallelism::None)
 }
 
-/// `y[m, n] += x[m, k] · w[k, n]` (as [`matmul_in_out`], adding to what `y` holds).
-pub fn matmul_in_out_add(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
-    matmul_in_out_into(x, m, w, k, n, y, gemm::Parallelism::Rayon(0), true)
+/// [`matmul_in_out`] with the rows of `x` `x_stride` values apart (`x[:, ..k]` of a wider
+/// matrix), and with `accumulate` adding to what `y` holds: `y ← y + x · w`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_in_out_strided(
+    x: &[f32],
+    x_stride: usize,
+    m: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    y: &mut [f32],
+    accumulate: bool,
+) -> Result<(), String> {
+    matmul_in_out_into(x, x_stride, m, w, k, n, y, gemm::Parallelism::Rayon(0), accumulate)
 }
 
 fn matmul_in_out_with(
@@ -232,13 +243,14 @@ fn matmul_in_out_with(
     y: &mut [f32],
     parallelism: gemm::Parallelism,
 ) -> Result<(), String> {
-    matmul_in_out_into(x, m, w, k, n, y, parallelism, false)
+    matmul_in_out_into(x, k, m, w, k, n, y, parallelism, false)
 }
 
-/// `y ← x · w`, or with `accumulate` `y ← y + x · w`.
+/// `y ← x · w`, or with `accumulate` `y ← y + x · w` (rows of `x` `x_stride ≥ k` apart).
 #[allow(clippy::too_many_arguments)]
 fn matmul_in_out_into(
     x: &[f32],
+    x_stride: usize,
     m: usize,
     w: &[f32],
     k: usize,
@@ -247,7 +259,8 @@ fn matmul_in_out_into(
     parallelism: gemm::Parallelism,
     accumulate: bool,
 ) -> Result<(), String> {
-    if x.len() < m * k || w.len() < k * n || y.len() < m * n {
+    let x_len = if m == 0 { 0 } else { (m - 1) * x_stride + k };
+    if x_stride < k || x.len() < x_len || w.len() < k * n || y.len() < m * n {
         return Err(format!("matmul [{m}, {k}] × [{k}, {n}] on slices of {}, {}, {}", x.len(), w.len(), y.len()));
     }
     if m == 0 || n == 0 {
@@ -266,7 +279,7 @@ fn matmul_in_out_into(
             accumulate,
             x.as_ptr(),
             1,
-            k as isize,
+            x_stride as isize,
             w.as_ptr(),
             1,
             n as isize,

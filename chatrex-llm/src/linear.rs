@@ -23,9 +23,9 @@ pub fn host_weights(device: &Device) -> bool {
     }
 }
 
-/// A weight in host memory: f32 transposed once at load to `[in, out]` (the layout `gemm`
-/// packs fastest: prefill 1.1–1.3× on the LLM's shapes), f16 (and bf16 without tiles) as
-/// stored (`[out, in]`), or — bf16 on a CPU with AMX tiles, both widths multiples of 32 —
+/// A weight in host memory: f32 and f16 transposed once at load to `[in, out]` in their own
+/// dtype ([`InOutMatrix`]: the layout `gemm` packs fastest), bf16 without tiles as stored
+/// (`[out, in]`), or — bf16 on a CPU with AMX tiles, both widths multiples of 32 —
 /// rearranged once at load into tile order
 /// ([`TileWeight`]; the stored copy is dropped, one tensor at a time, so a model is never held
 /// twice). In tile order every product runs on the tiles, decode steps too: the inputs are
@@ -35,7 +35,7 @@ pub fn host_weights(device: &Device) -> bool {
 pub enum HostWeight {
     /// As stored (`[out, in]`).
     Matrix(Arc<HostMatrix>),
-    /// f32 `[in, out]`.
+    /// f32 or f16, `[in, out]`.
     InOut(Arc<InOutMatrix>),
     /// bf16 in tile order.
     Tiles(Arc<TileWeight>),
@@ -102,7 +102,7 @@ impl LlmLinear {
             let weight = match &matrix.data {
                 HostData::BF16(w) => TileWeight::pack(w, d_out, d_in).map(|t| HostWeight::Tiles(Arc::new(t))),
                 HostData::F32(w) => InOutMatrix::from_out_in(w, d_in, d_out).map(|m| HostWeight::InOut(Arc::new(m))),
-                HostData::F16(_) => None,
+                HostData::F16(w) => InOutMatrix::from_out_in_f16(w, d_in, d_out).map(|m| HostWeight::InOut(Arc::new(m))),
             };
             Self::Host {
                 weight: weight.unwrap_or_else(|| HostWeight::Matrix(Arc::new(matrix))),

@@ -1,8 +1,12 @@
-//! An f32 model on the CPU backend: prompts long enough for several blocks of the host
-//! attention's queries (64 per block, each against only the keys its last query sees), fed
-//! as two prefills into one cache, must give the logits of the same positions fed one at a
-//! time (one-row products on the weight-streaming kernel, one query per attention): a wrong
-//! block range, mask or cache offset gives errors of order 1, f32 rounding about 1e-6.
+//! f32 and f16 models on the CPU backend (weights held `[in, out]`, f32 activations): prompts
+//! long enough for several blocks of the host attention's queries (64 per block, each against
+//! only the keys its last query sees), fed as two prefills into one cache, must give the
+//! logits of the same positions fed one at a time (one-row products on the weight-streaming
+//! kernel, one query per attention). Both paths compute in f32 from the same weight values, so
+//! they agree to f32 rounding (about 1e-6); a wrong block range, mask, cache offset or f16
+//! block of the prefill's products gives errors of order 1.
+
+#![allow(clippy::expect_used)]
 
 use chatrex_common::weights::{WeightDType, WeightLoader};
 use chatrex_llm::{Architecture, CausalLm, LlmConfig, LlmKeys};
@@ -17,7 +21,13 @@ fn blocked_prefill_matches_stepwise_decoding() {
         Some(Architecture::Qwen2),
     )
     .expect("config");
-    let lm = CausalLm::from_loader(&WeightLoader::random(23, &device, WeightDType::F32), &config, &LlmKeys::default());
+    for dtype in [WeightDType::F32, WeightDType::F16] {
+        let lm = CausalLm::from_loader(&WeightLoader::random(23, &device, dtype), &config, &LlmKeys::default());
+        check(&lm, dtype);
+    }
+}
+
+fn check(lm: &CausalLm, dtype: WeightDType) {
     let logits = |ids: &[u32], cache: &mut chatrex_llm::kv_cache::KvCache| {
         let hidden = lm.forward(lm.embed(ids).expect("ids").unsqueeze::<3>(), cache).expect("forward");
         let [_, l, h] = hidden.dims();
@@ -34,6 +44,6 @@ fn blocked_prefill_matches_stepwise_decoding() {
     let mut cache = lm.new_cache(170);
     let stepwise: Vec<f32> = first.iter().chain(&more).flat_map(|&id| logits(&[id], &mut cache)).collect();
     let between = chatrex_common::parity::compare(&prefill, &stepwise);
-    println!("blocked prefill vs stepwise (f32): {between}");
-    assert!(between.rel < 1e-5, "{between}");
+    println!("blocked prefill vs stepwise ({dtype:?}): {between}");
+    assert!(between.rel < 1e-5, "{dtype:?}: {between}");
 }
