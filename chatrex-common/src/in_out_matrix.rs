@@ -61,9 +61,19 @@ impl InOutMatrix {
         (weight.len() >= d_in * d_out).then(|| Self { d_in, d_out, values: Values::F16(transpose_out_in(weight, d_in, d_out)) })
     }
 
-    /// From f32 values already in `[in, out]` order (`None` unless exactly `d_in · d_out`).
-    pub fn from_in_out(values: Vec<f32>, d_in: usize, d_out: usize) -> Option<Self> {
-        (values.len() == d_in * d_out).then_some(Self { d_in, d_out, values: Values::F32(values) })
+    /// From f32 values already in `[in, out]` order (exactly `d_in · d_out` of them: fewer
+    /// are padded with zeros, more cut).
+    pub fn from_in_out_f32(mut values: Vec<f32>, d_in: usize, d_out: usize) -> Self {
+        values.resize(d_in * d_out, 0.0);
+        Self { d_in, d_out, values: Values::F32(values) }
+    }
+
+    /// The values when held in f32 (`[in, out]`), for callers that run their own products.
+    pub fn values_f32(&self) -> Option<&[f32]> {
+        match &self.values {
+            Values::F32(v) => Some(v),
+            Values::F16(_) => None,
+        }
     }
 
     /// Input features (rows of the held matrix).
@@ -379,6 +389,6 @@ mod tests {
         assert!(matrix.matmul(&[0.0; 8], 2, &mut [0.0; 5]).is_err());
         assert!(matrix.matmul(&[0.0; 7], 2, &mut [0.0; 6]).is_err());
         assert!(InOutMatrix::from_out_in(&[0.0; 11], 4, 3).is_none());
-        assert!(InOutMatrix::from_in_out(vec![0.0; 11], 4, 3).is_none());
+        assert_eq!(InOutMatrix::from_in_out_f32(vec![1.0; 11], 4, 3).values_f32().map(|v| v.len()), Some(12));
     }
 }

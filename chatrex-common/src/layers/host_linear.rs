@@ -1,22 +1,23 @@
 //! `nn.Linear` with its weight in host memory, for the CPU backend's fast paths.
 
-use crate::host_matmul::{HostData, HostMatrix, matmul_in_out, matmul_in_out_serial};
+use crate::host_matmul::{HostData, HostMatrix, matmul_in_out_serial};
+use crate::in_out_matrix::InOutMatrix;
 use crate::weights::{WeightDType, WeightLoader};
 
 /// Where a [`HostLinear`]'s weight lives.
 #[derive(Debug, Clone)]
 enum HostWeight {
-    /// f32, transposed at load to `[in, out]` (the fastest `gemm` layout).
-    InOut(Vec<f32>),
-    /// `[out, in]` in its storage dtype (f16 / bf16 rows converted block-wise in the product).
+    /// f32 or f16, transposed at load to `[in, out]` (the fastest `gemm` layout).
+    InOut(InOutMatrix),
+    /// bf16 without tiles, `[out, in]` (rows converted block-wise in the product).
     OutIn(HostMatrix),
     /// bf16 in AMX tile order (CPUs with tiles; see [`crate::amx::TileWeight`]).
     Tiles(crate::amx::TileWeight),
 }
 
-/// `y = x · Wᵀ (+ b)` with `W` kept in host memory — f32 weights transposed to `[in, out]`,
-/// bf16 ones in AMX tile order where the CPU has tiles (and the shapes are whole tiles),
-/// other f16/bf16 ones as stored — and activations as f32 rows. The bias is left to the caller's
+/// `y = x · Wᵀ (+ b)` with `W` kept in host memory — f32 and f16 weights transposed to
+/// `[in, out]` in their own dtype, bf16 ones in AMX tile order where the CPU has tiles (and
+/// the shapes are whole tiles), other bf16 ones as stored — and activations as f32 rows. The bias is left to the caller's
 /// next fused pass (see `host_ops`).
 #[derive(Debug, Clone)]
 pub struct HostLinear {
@@ -35,12 +36,13 @@ impl HostLinear {
             Self::from_out_in_f32(&vb.host_f32("weight", &[d_out, d_in]), d_in, d_out, bias)
         } else {
             let matrix = vb.host_matrix("weight", d_out, d_in, vb.dtype());
-            let tiles = match &matrix.data {
-                HostData::BF16(w) => crate::amx::TileWeight::pack(w, d_out, d_in),
-                _ => None,
+            let weight = match &matrix.data {
+                HostData::BF16(w) => crate::amx::TileWeight::pack(w, d_out, d_in).map(HostWeight::Tiles),
+                HostData::F16(w) => InOutMatrix::from_out_in_f16(w, d_in, d_out).map(HostWeight::InOut),
+                HostData::F32(w) => InOutMatrix::from_out_in(w, d_in, d_out).map(HostWeight::InOut),
             };
             Self {
-                weight: tiles.map_or(HostWeight::OutIn(matrix), HostWeight::Tiles),
+                weight: weight.unwrap_or(HostWeight::OutIn(matrix)),
                 d_in,
                 d_out,
                 bias,
@@ -66,7 +68,7 @@ impl HostLinear {
     pub fn from_out_in_f32(weight: &[f32], d_in: usize, d_out: usize, bias: Vec<f32>) -> Self {
         let in_out = crate::in_out_matrix::transpose_out_in(weight, d_in, d_out);
         Self {
-            weight: HostWeight::InOut(in_out),
+            weight: HostWeight::InOut(InOutMatrix::from_in_out_f32(in_out, d_in, d_out)),
             d_in,
             d_out,
             bias,
@@ -89,10 +91,10 @@ impl HostLinear {
         if let Some(stacked) = tiles.and_then(|t| crate::amx::TileWeight::concat_outputs(&t)) {
             return Ok(Self { d_in, d_out, bias: bias(), weight: HostWeight::Tiles(stacked) });
         }
-        let in_out: Option<Vec<&Vec<f32>>> = parts
+        let in_out: Option<Vec<&[f32]>> = parts
             .iter()
             .map(|p| match &p.weight {
-                HostWeight::InOut(w) if w.len() == d_in * p.d_out => Some(w),
+                HostWeight::InOut(w) => w.values_f32().filter(|v| v.len() == d_in * p.d_out),
                 _ => None,
             })
             .collect();
@@ -107,14 +109,14 @@ impl HostLinear {
                 column += part.d_out;
             }
         }
-        Ok(Self { d_in, d_out, bias: bias(), weight: HostWeight::InOut(stacked) })
+        Ok(Self { d_in, d_out, bias: bias(), weight: HostWeight::InOut(InOutMatrix::from_in_out_f32(stacked, d_in, d_out)) })
     }
 
     /// Whether the weight is held in f32 (`[in, out]`), so that a product on one thread
     /// reads it directly; f16/bf16 weights are converted block-wise on every product, which is
     /// best done once for all rows.
     pub fn is_f32(&self) -> bool {
-        matches!(self.weight, HostWeight::InOut(_))
+        matches!(&self.weight, HostWeight::InOut(w) if w.values_f32().is_some())
     }
 
     /// The weight in AMX tile order, when it is held so (bf16 weights on a CPU with tiles),
@@ -178,10 +180,10 @@ impl HostLinear {
             HostWeight::InOut(w) => {
                 // The shapes are this layer's own; on a short slice nothing is computed
                 // (callers pass `rows · d_in` and `rows · d_out` values).
-                let _ = if parallel {
-                    matmul_in_out(x, rows, w, self.d_in, self.d_out, y)
-                } else {
-                    matmul_in_out_serial(x, rows, w, self.d_in, self.d_out, y)
+                let x = &x[..(rows * self.d_in).min(x.len())];
+                let _ = match w.values_f32() {
+                    Some(values) if !parallel => matmul_in_out_serial(x, rows, values, self.d_in, self.d_out, y),
+                    _ => w.matmul(x, rows, y),
                 };
             }
             HostWeight::OutIn(matrix) => {
