@@ -27,6 +27,9 @@ use std::cell::RefCell;
 const SMALL_BATCH: usize = 8;
 /// f16 values converted per block for `gemm` (16 MB of f32): whole rows, at least a few
 /// hundred of them for the LLM's widths, so that `gemm` runs each block at full speed.
+/// Measured on Llama-7B layers' f16 prefill (interleaved): 1, 2, 4 and 16 Mi values 3.46,
+/// 3.35, 3.24 and 3.30 s; blocks of whole columns instead (every `gemm` over all of `k`, no
+/// sums added back) 3.25–3.36 s against 3.14 s.
 const BLOCK_VALUES: usize = 4 << 20;
 
 thread_local! {
