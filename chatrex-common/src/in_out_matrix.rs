@@ -121,25 +121,11 @@ impl InOutMatrix {
         }
         match &self.values {
             Values::F32(w) => crate::host_matmul::matmul_in_out_strided(x, k, m, w, k, n, y, accumulate),
-            Values::F16(w) => BLOCK.with(|block| {
-                let mut block = block.borrow_mut();
-                let rows = (BLOCK_VALUES / n.max(1)).clamp(1, k);
-                if block.len() < rows * n {
-                    block.resize(rows * n, 0.0);
-                }
-                let mut p0 = 0;
-                while p0 < k {
-                    let p1 = (p0 + rows).min(k);
-                    let converted = &mut block[..(p1 - p0) * n];
-                    converted
-                        .par_chunks_mut(n)
-                        .zip(w[p0 * n..p1 * n].par_chunks(n))
-                        .for_each(|(dst, src)| crate::host_matmul::convert_f16(src, dst));
-                    // x[:, p0..p1] (row stride k) · W[p0..p1, :], added from the second block on.
-                    crate::host_matmul::matmul_in_out_strided(&x[p0..], k, m, converted, p1 - p0, n, y, accumulate || p0 > 0)?;
-                    p0 = p1;
-                }
-                Ok(())
+            // The kept block, or a fresh one where this thread is already inside a product
+            // (a task it picked up while waiting in one of rayon's joins).
+            Values::F16(w) => BLOCK.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut block) => product_f16_blocks(w, x, m, k, n, y, accumulate, &mut block),
+                Err(_) => product_f16_blocks(w, x, m, k, n, y, accumulate, &mut Vec::new()),
             }),
         }
     }
@@ -148,7 +134,6 @@ impl InOutMatrix {
     /// summed (`Σ_i x[j, i] · W[i, :]`) into its own `[m, out]` partial, the partials added.
     fn product_rows_summed(&self, x: &[f32], m: usize, y: &mut [f32], accumulate: bool) {
         let (k, n) = (self.d_in, self.d_out);
-
         let parts = rayon::current_num_threads().clamp(1, k.max(1));
         let share = k.div_ceil(parts);
         let partials: Vec<Vec<f32>> = (0..parts)
@@ -170,6 +155,42 @@ impl InOutMatrix {
             crate::host_ops::add_assign(y, partial);
         }
     }
+}
+
+/// `y [m, n] (+)= x [m, k] · w` for f16 `w [k, n]`: blocks of whole rows of `w` converted into
+/// `block` (grown to [`BLOCK_VALUES`] at most, refilled, never zeroed) and handed to `gemm`,
+/// each block's product added from the second on.
+#[allow(clippy::too_many_arguments)]
+fn product_f16_blocks(
+    w: &[f16],
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    y: &mut [f32],
+    accumulate: bool,
+    block: &mut Vec<f32>,
+) -> Result<(), String> {
+    let rows = (BLOCK_VALUES / n.max(1)).clamp(1, k.max(1));
+    if block.len() < rows * n {
+        block.resize(rows * n, 0.0);
+    }
+    let mut p0 = 0;
+    while p0 < k {
+        let p1 = (p0 + rows).min(k);
+        let converted = &mut block[..(p1 - p0) * n];
+        converted
+            .par_chunks_mut(n)
+            .zip(w[p0 * n..p1 * n].par_chunks(n))
+            .for_each(|(dst, src)| crate::host_matmul::convert_f16(src, dst));
+        // x[:, p0..p1] (row stride k) · W[p0..p1, :], added from the second block on.
+        crate::host_matmul::matmul_in_out_strided(&x[p0..], k, m, converted, p1 - p0, n, y, accumulate || p0 > 0)?;
+        p0 = p1;
+    }
+    if k == 0 && !accumulate {
+        y.fill(0.0);
+    }
+    Ok(())
 }
 
 /// A weight value the row-sum kernel reads: f32 as is, f16 converted in registers.
@@ -355,7 +376,7 @@ mod tests {
     }
 
     /// Every path (one input, a few, `gemm`'s batch) and widths that leave tails of rows (not
-    /// multiples of four per thread) and of columns (not multiples of 16) equal the f64
+    /// multiples of eight per thread) and of columns (not multiples of 16) equal the f64
     /// product of the `[out, in]` weight, in f32 and in f16 (the f16 values' own product);
     /// f16 blocks of [`BLOCK_VALUES`] split the widest one into several added blocks.
     #[test]
@@ -384,6 +405,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An f16 product started while this thread's kept block is in use (as when a thread
+    /// waiting in one product's rayon join picks up a task that runs another) works on a
+    /// fresh block and gives the same values.
+    #[test]
+    fn f16_product_inside_another_uses_a_fresh_block() {
+        let (k, n, m) = (300, 200, 24);
+        let w16: Vec<f16> = values(n * k, 2).iter().map(|&v| f16::from_f32(v)).collect();
+        let matrix = InOutMatrix::from_out_in_f16(&w16, k, n).unwrap();
+        let x = values(m * k, 3);
+        let mut alone = vec![0f32; m * n];
+        matrix.matmul(&x, m, &mut alone).unwrap();
+        let mut inside = vec![0f32; m * n];
+        BLOCK.with(|cell| {
+            let _in_use = cell.borrow_mut();
+            matrix.matmul(&x, m, &mut inside).unwrap();
+        });
+        assert_eq!(inside, alone);
     }
 
     #[test]

@@ -161,9 +161,10 @@ impl LlmLinear {
 
     /// `residual [rows, out] += x · Wᵀ + b` for host rows `x [rows, in]`; `None` for a tensor
     /// layer or other lengths. With the weight in tile order and more than one row, the sums
-    /// are added into `residual` from the product's blocks, and an f32 weight's product adds
-    /// into it directly (no `[rows, out]` product is written); a bf16 decode step and other
-    /// dtypes add [`forward_rows`](Self::forward_rows)' product.
+    /// are added into `residual` from the product's blocks, and an f32 or f16 weight's
+    /// product (held `[in, out]`) adds into it directly (no `[rows, out]` product is written);
+    /// a bf16 decode step and a weight as stored add [`forward_rows`](Self::forward_rows)'
+    /// product.
     pub fn add_forward_rows(&self, x: &[f32], rows: usize, residual: &mut [f32]) -> Option<()> {
         let Self::Host { weight, bias } = self else {
             return None;

@@ -17,8 +17,8 @@ enum HostWeight {
 
 /// `y = x · Wᵀ (+ b)` with `W` kept in host memory — f32 and f16 weights transposed to
 /// `[in, out]` in their own dtype, bf16 ones in AMX tile order where the CPU has tiles (and
-/// the shapes are whole tiles), other bf16 ones as stored — and activations as f32 rows. The bias is left to the caller's
-/// next fused pass (see `host_ops`).
+/// the shapes are whole tiles), other bf16 ones as stored — and activations as f32 rows. The
+/// bias is left to the caller's next fused pass (see `host_ops`).
 #[derive(Debug, Clone)]
 pub struct HostLinear {
     weight: HostWeight,
