@@ -273,10 +273,14 @@ fn add_rows<T: WeightValue>(w: &[T], n: usize, rows: std::ops::Range<usize>, x: 
     }
 }
 
-/// `[out, in]` → `[in, out]`, in 32 × 32 tiles (a plain double loop misses the cache on every
-/// write), rows of the result on all threads.
+/// `[out, in]` → `[in, out]`, in 64 × 64 tiles, each output row's part of a tile written in
+/// order (its 64 reads from 64 input rows stay in L1 for the tile's other rows), tiles of
+/// output rows on all threads. Measured on a 4096 × 11008 weight, 2 threads: 87–90 ms in f16
+/// and 75 ms in f32, against 117–122 and 113–121 ms for 32 × 32 tiles written column by
+/// column: the load-time cost of holding weights `[in, out]` is about 1 s per GB of f16 (13 s
+/// for a 7B model) and 0.4 s per GB of f32.
 pub fn transpose_out_in<T: Copy + Default + Send + Sync>(weight: &[T], d_in: usize, d_out: usize) -> Vec<T> {
-    const TILE: usize = 32;
+    const TILE: usize = 64;
     let mut in_out = vec![T::default(); d_in * d_out];
     if weight.len() < d_in * d_out || d_out == 0 {
         return in_out;
@@ -285,9 +289,10 @@ pub fn transpose_out_in<T: Copy + Default + Send + Sync>(weight: &[T], d_in: usi
         let i0 = tile * TILE;
         let i1 = i0 + rows.len() / d_out;
         for o0 in (0..d_out).step_by(TILE) {
-            for o in o0..(o0 + TILE).min(d_out) {
-                for i in i0..i1 {
-                    rows[(i - i0) * d_out + o] = weight[o * d_in + i];
+            for i in i0..i1 {
+                let row = &mut rows[(i - i0) * d_out..];
+                for o in o0..(o0 + TILE).min(d_out) {
+                    row[o] = weight[o * d_in + i];
                 }
             }
         }
