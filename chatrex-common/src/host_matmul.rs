@@ -210,12 +210,12 @@ impl HostMatrix {
 /// GFLOP/s at k = 3072 against the `[out, in]` layout read transposed). Errors (computing
 /// nothing) if a slice is shorter than its shape.
 pub fn matmul_in_out(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
-    matmul_in_out_with(x, m, w, k, n, y, gemm::Parallelism::Rayon(0))
+    matmul_in_out_into(x, k, m, w, k, n, y, gemm::Parallelism::Rayon(0), false)
 }
 
 /// [`matmul_in_out`] on the calling thread only (for callers that parallelise over blocks).
 pub fn matmul_in_out_serial(x: &[f32], m: usize, w: &[f32], k: usize, n: usize, y: &mut [f32]) -> Result<(), String> {
-    matmul_in_out_with(x, m, w, k, n, y, gemm::Parallelism::None)
+    matmul_in_out_into(x, k, m, w, k, n, y, gemm::Parallelism::None, false)
 }
 
 /// [`matmul_in_out`] with the rows of `x` `x_stride` values apart (`x[:, ..k]` of a wider
@@ -232,18 +232,6 @@ pub fn matmul_in_out_strided(
     accumulate: bool,
 ) -> Result<(), String> {
     matmul_in_out_into(x, x_stride, m, w, k, n, y, gemm::Parallelism::Rayon(0), accumulate)
-}
-
-fn matmul_in_out_with(
-    x: &[f32],
-    m: usize,
-    w: &[f32],
-    k: usize,
-    n: usize,
-    y: &mut [f32],
-    parallelism: gemm::Parallelism,
-) -> Result<(), String> {
-    matmul_in_out_into(x, k, m, w, k, n, y, parallelism, false)
 }
 
 /// `y ← x · w`, or with `accumulate` `y ← y + x · w` (rows of `x` `x_stride ≥ k` apart).
