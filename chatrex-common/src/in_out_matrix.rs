@@ -25,6 +25,9 @@ use std::cell::RefCell;
 /// Batches up to this size stream the weight once through [`InOutMatrix`]'s row-sum kernel;
 /// larger ones run `gemm`.
 const SMALL_BATCH: usize = 8;
+/// Batches from this size run f16 weights on AMX tiles where the CPU has them
+/// ([`crate::amx::matmul_f16_split`]: inputs and weights split in two bf16 parts each).
+const SPLIT_MIN_ROWS: usize = 32;
 /// f16 values converted per block for `gemm` (16 MB of f32): whole rows, at least a few
 /// hundred of them for the LLM's widths, so that `gemm` runs each block at full speed.
 /// Measured on Llama-7B layers' f16 prefill (interleaved): 1, 2, 4 and 16 Mi values 3.46,
@@ -117,6 +120,12 @@ impl InOutMatrix {
         }
         if m <= SMALL_BATCH {
             self.product_rows_summed(x, m, y, accumulate);
+            return Ok(());
+        }
+        if let Values::F16(w) = &self.values
+            && m >= SPLIT_MIN_ROWS
+            && crate::amx::matmul_f16_split(w, k, n, x, m, y, accumulate)
+        {
             return Ok(());
         }
         match &self.values {

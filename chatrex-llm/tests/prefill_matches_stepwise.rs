@@ -61,8 +61,11 @@ fn tile_attention_prefill_matches_stepwise_decoding() {
 /// f32 and f16 models (weights held `[in, out]`, f32 activations): prompts long enough for
 /// several blocks of the f32 attention's queries (64 per block, each against only the keys
 /// its last query sees). Both paths compute in f32 from the same weight values, so they agree
-/// to f32 rounding (about 1e-6); a wrong block range or f16 block of the prefill's products
-/// gives errors of order 1.
+/// to f32 rounding (about 1e-6) — except f16 prefill products on AMX tiles, whose inputs and
+/// weights are split in two bf16 parts each (every term within 2⁻¹⁵, a product ≈ 3e-6 of
+/// the exact one, `amx::split_f16`): measured 1.2e-5 through the two layers and the head,
+/// against the one-row products, which are exact. A wrong block range or f16 block of the
+/// prefill's products gives errors of order 1; a split part left out, ≈ 2e-3.
 #[test]
 fn blocked_prefill_matches_stepwise_decoding() {
     // 100 positions (a whole block of 64 and a partial one), then 70 more after them (a
@@ -72,6 +75,7 @@ fn blocked_prefill_matches_stepwise_decoding() {
     for dtype in [WeightDType::F32, WeightDType::F16] {
         let between = prefill_vs_stepwise(&model(96, 160, 6, 23, dtype), &first, &more);
         println!("blocked prefill vs stepwise ({dtype:?}): {between}");
-        assert!(between.rel < 1e-5, "{dtype:?}: {between}");
+        let split = dtype == WeightDType::F16 && chatrex_common::amx::available();
+        assert!(between.rel < if split { 5e-5 } else { 1e-5 }, "{dtype:?}: {between}");
     }
 }

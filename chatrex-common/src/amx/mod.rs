@@ -29,12 +29,14 @@ use std::sync::OnceLock;
 mod aligned;
 mod attention;
 mod rounding;
+mod split_f16;
 mod tile_matvec;
 mod tile_weight;
 mod tiles;
 
 use aligned::CacheAligned;
 pub use rounding::round_to_bf16;
+pub use split_f16::{matmul_f16_split, split_f16_fits};
 
 pub use attention::{KvLayout, attention_bf16, attention_bf16_fused, attention_fits, causal_attention_bf16};
 pub use tile_weight::{RoundedRows, RoundedView, RowGroupMut, TileWeight};

@@ -167,6 +167,147 @@ mod x86 {
         }
     }
 
+    /// [`block_2x2_rows`] of operands each split in two bf16 parts, `a = a_hi + a_lo` and
+    /// `b = b_hi + b_lo` (e.g. f32 inputs and f16 weights, see `split_f16.rs`): per step the
+    /// sums gain `a_hi·b_hi + a_lo·b_hi + a_hi·b_lo` (the `a_lo·b_lo` term, 2⁻¹⁸ of the
+    /// product, dropped). `a_hi`/`a_lo` point at 16 rows each (`a_stride` bytes apart),
+    /// `b_hi`/`b_lo` at `steps` contiguous weight tiles each. The sums start from those at `c`
+    /// when `accumulate`, else from zero, and are stored at `c` as by [`block_2x2_rows`].
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; each `a` pointer covers 16 rows of `32·steps`
+    /// values at `a_stride` bytes, each `b` pointer `steps` tiles of 512 bf16, and `c` 32 rows
+    /// of 32 f32 at `c_stride`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn block_2x2_split_rows(
+        a_hi: [*const bf16; 2],
+        a_lo: [*const bf16; 2],
+        a_stride: usize,
+        b_hi: [*const bf16; 2],
+        b_lo: [*const bf16; 2],
+        steps: usize,
+        c: *mut f32,
+        c_stride: usize,
+        accumulate: bool,
+    ) {
+        let row16 = c.wrapping_byte_add(16 * c_stride);
+        let sums = [c, c.wrapping_add(16), row16, row16.wrapping_add(16)];
+        // SAFETY: the caller guarantees the extents read and written and the configuration.
+        unsafe {
+            if accumulate {
+                load_sums(sums, c_stride);
+            } else {
+                zero_sums();
+            }
+            for s in 0..steps {
+                // tmm6/7: b_hi, then b_lo; tmm4/5: a_hi, a_lo, a_hi again.
+                asm!(
+                    "tileloadd tmm6, [{bh0} + {sixty_four}*1]",
+                    "tileloadd tmm7, [{bh1} + {sixty_four}*1]",
+                    "tileloadd tmm4, [{ah0} + {a_stride}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{ah1} + {a_stride}*1]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    "tileloadd tmm4, [{al0} + {a_stride}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{al1} + {a_stride}*1]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    "tileloadd tmm6, [{bl0} + {sixty_four}*1]",
+                    "tileloadd tmm7, [{bl1} + {sixty_four}*1]",
+                    "tileloadd tmm4, [{ah0} + {a_stride}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{ah1} + {a_stride}*1]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    ah0 = in(reg) a_hi[0].add(s * TILE_K),
+                    ah1 = in(reg) a_hi[1].add(s * TILE_K),
+                    al0 = in(reg) a_lo[0].add(s * TILE_K),
+                    al1 = in(reg) a_lo[1].add(s * TILE_K),
+                    a_stride = in(reg) a_stride,
+                    bh0 = in(reg) b_hi[0].add(s * TILE_VALUES),
+                    bh1 = in(reg) b_hi[1].add(s * TILE_VALUES),
+                    bl0 = in(reg) b_lo[0].add(s * TILE_VALUES),
+                    bl1 = in(reg) b_lo[1].add(s * TILE_VALUES),
+                    sixty_four = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+            store_sums(sums, c_stride);
+        }
+    }
+
+    /// [`block_2x2_split_rows`] for at most 16 rows: one row tile of each part against the
+    /// two output tiles, the two 16×16 sums side by side at `c` (`[16 rows][32 outputs]`).
+    ///
+    /// # Safety
+    /// As for [`block_2x2_split_rows`], with 16 rows of sums at `c`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn block_1x2_split_rows(
+        a_hi: *const bf16,
+        a_lo: *const bf16,
+        a_stride: usize,
+        b_hi: [*const bf16; 2],
+        b_lo: [*const bf16; 2],
+        steps: usize,
+        c: *mut f32,
+        c_stride: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller guarantees the extents read and written and the configuration.
+        unsafe {
+            if accumulate {
+                asm!(
+                    "tileloadd tmm0, [{c0} + {stride}*1]",
+                    "tileloadd tmm1, [{c1} + {stride}*1]",
+                    c0 = in(reg) c,
+                    c1 = in(reg) c.wrapping_add(16),
+                    stride = in(reg) c_stride,
+                    options(nostack, readonly),
+                );
+            } else {
+                asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+            }
+            for s in 0..steps {
+                asm!(
+                    "tileloadd tmm6, [{bh0} + {sixty_four}*1]",
+                    "tileloadd tmm7, [{bh1} + {sixty_four}*1]",
+                    "tileloadd tmm4, [{ah} + {a_stride}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{al} + {a_stride}*1]",
+                    "tdpbf16ps tmm0, tmm5, tmm6",
+                    "tdpbf16ps tmm1, tmm5, tmm7",
+                    "tileloadd tmm6, [{bl0} + {sixty_four}*1]",
+                    "tileloadd tmm7, [{bl1} + {sixty_four}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    ah = in(reg) a_hi.add(s * TILE_K),
+                    al = in(reg) a_lo.add(s * TILE_K),
+                    a_stride = in(reg) a_stride,
+                    bh0 = in(reg) b_hi[0].add(s * TILE_VALUES),
+                    bh1 = in(reg) b_hi[1].add(s * TILE_VALUES),
+                    bl0 = in(reg) b_lo[0].add(s * TILE_VALUES),
+                    bl1 = in(reg) b_lo[1].add(s * TILE_VALUES),
+                    sixty_four = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+            asm!(
+                "tilestored [{c0} + {stride}*1], tmm0",
+                "tilestored [{c1} + {stride}*1], tmm1",
+                c0 = in(reg) c,
+                c1 = in(reg) c.wrapping_add(16),
+                stride = in(reg) c_stride,
+                options(nostack),
+            );
+        }
+    }
+
     /// Sets the four sum tiles (tmm0–3) to zero.
     ///
     /// # Safety
@@ -272,6 +413,10 @@ mod fallback {
     pub unsafe fn block_2x2(_: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: bool) {}
     #[allow(clippy::missing_safety_doc)]
     pub unsafe fn block_1x2_rows(_: *const half::bf16, _: usize, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: usize) {}
+    #[allow(clippy::too_many_arguments, clippy::missing_safety_doc)]
+    pub unsafe fn block_2x2_split_rows(_: [*const half::bf16; 2], _: [*const half::bf16; 2], _: usize, _: [*const half::bf16; 2], _: [*const half::bf16; 2], _: usize, _: *mut f32, _: usize, _: bool) {}
+    #[allow(clippy::too_many_arguments, clippy::missing_safety_doc)]
+    pub unsafe fn block_1x2_split_rows(_: *const half::bf16, _: *const half::bf16, _: usize, _: [*const half::bf16; 2], _: [*const half::bf16; 2], _: usize, _: *mut f32, _: usize, _: bool) {}
     #[allow(clippy::too_many_arguments, clippy::missing_safety_doc)]
     pub unsafe fn block_2x2_rows(_: *const half::bf16, _: *const half::bf16, _: usize, _: *const half::bf16, _: *const half::bf16, _: usize, _: *mut f32, _: usize) {}
 }
