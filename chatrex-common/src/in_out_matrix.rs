@@ -291,6 +291,7 @@ fn add_rows<T: WeightValue>(w: &[T], n: usize, rows: std::ops::Range<usize>, x: 
 pub fn transpose_out_in<T: Copy + Default + Send + Sync>(weight: &[T], d_in: usize, d_out: usize) -> Vec<T> {
     const TILE: usize = 64;
     let mut in_out = vec![T::default(); d_in * d_out];
+    crate::allocator::advise_huge_pages(&mut in_out);
     if weight.len() < d_in * d_out || d_out == 0 {
         return in_out;
     }

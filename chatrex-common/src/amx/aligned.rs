@@ -28,7 +28,8 @@ impl<T: Copy + Default> CacheAligned<T> {
     /// `len` values of `T::default()`.
     pub(super) fn zeroed(len: usize) -> Self {
         let spare = LINE / size_of::<T>().max(1);
-        let buffer = vec![T::default(); len + spare];
+        let mut buffer = vec![T::default(); len + spare];
+        crate::allocator::advise_huge_pages(&mut buffer);
         // `align_offset` may decline (usize::MAX); the buffer is then used from its start:
         // correct, only slower.
         let offset = match buffer.as_ptr().align_offset(LINE) {

@@ -193,23 +193,13 @@ impl Drop for SplitRows {
 }
 
 /// The split tiles of outputs `32p .. 32p + 32` of `w [k, n]` into `tiles`
-/// (`[hi₀][lo₀][hi₁][lo₁]`, [`pair_values`] long).
+/// (`[hi₀][lo₀][hi₁][lo₁]`, [`pair_values`] long): for each 16-output half and each 32-value
+/// step `s` of the inputs, a tile in `hi` and one in `lo` (512 values each) whose row `r`
+/// holds, for each output `c`, the pair of inputs `32s + 2r`, `32s + 2r + 1`; `hi` rounded to
+/// nearest (ties to even), `lo` the exact rest. Writes nothing unless `k` is a multiple of 32,
+/// `32p + 32 ≤ n`, `w` holds `k · n` values and `tiles` [`pair_values`].
 fn split_pair(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
-    let part = part_values(k);
-    for (half, block) in tiles.chunks_exact_mut(2 * part).take(2).enumerate() {
-        let (hi, lo) = block.split_at_mut(part);
-        split_weight_block(w, k, n, p * BLOCK + half * TILE_ROWS, hi, lo);
-    }
-}
-
-/// Outputs `c0 .. c0 + 16` of `w [k, n]` as split tiles: for each 32-value step `s` of the
-/// inputs, a tile in `hi` and one in `lo` (512 values each) whose row `r` holds, for each
-/// output `c`, the pair of inputs `32s + 2r`, `32s + 2r + 1`; `hi` rounded to nearest (ties
-/// to even), `lo` the exact rest. Writes nothing unless `k` is a
-/// multiple of 32, `c0 + 16 ≤ n`, `w` holds `k · n` values and `hi`, `lo` `16 · k` each.
-fn split_weight_block(w: &[f16], k: usize, n: usize, c0: usize, hi: &mut [bf16], lo: &mut [bf16]) {
-    let part = part_values(k);
-    if !k.is_multiple_of(TILE_K) || c0 + TILE_ROWS > n || w.len() < k * n || hi.len() < part || lo.len() < part {
+    if !k.is_multiple_of(TILE_K) || (p + 1) * BLOCK > n || w.len() < k * n || tiles.len() < pair_values(k) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -217,29 +207,38 @@ fn split_weight_block(w: &[f16], k: usize, n: usize, c0: usize, hi: &mut [bf16],
         // SAFETY: AVX-512 F was just detected; the extents were checked above.
         #[allow(unsafe_code)]
         unsafe {
-            x86::split_weight_block(w, k, n, c0, hi, lo)
+            x86::split_pair(w, k, n, p * BLOCK, tiles)
         };
         return;
     }
-    split_weight_block_integer(w, k, n, c0, hi, lo);
+    split_pair_integer(w, k, n, p, tiles);
 }
 
-/// [`split_weight_block`] in integer operations (the caller checked the extents).
-fn split_weight_block_integer(w: &[f16], k: usize, n: usize, c0: usize, hi: &mut [bf16], lo: &mut [bf16]) {
-    for pair in 0..k / 2 {
-        let (s, r) = (pair / TILE_ROWS, pair % TILE_ROWS);
-        let at = s * TILE_VALUES + r * 2 * TILE_ROWS;
-        for c in 0..TILE_ROWS {
-            for e in 0..2 {
-                let v = w[(2 * pair + e) * n + c0 + c].to_f32();
-                // Nearest, ties to even (f16 values are finite here or pass through as ±inf/NaN
-                // parts); the rest has at most 4 significant bits: exact when truncated.
-                let high = u32::from(round_to_bf16_bits(v.to_bits())) << 16;
-                hi[at + 2 * c + e] = bf16::from_bits((high >> 16) as u16);
-                lo[at + 2 * c + e] = bf16::from_bits(((v - f32::from_bits(high)).to_bits() >> 16) as u16);
+/// [`split_pair`] in integer operations (the caller checked the extents).
+fn split_pair_integer(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
+    let part = part_values(k);
+    for (half, block) in tiles.chunks_exact_mut(2 * part).take(2).enumerate() {
+        let (hi, lo) = block.split_at_mut(part);
+        let c0 = p * BLOCK + half * TILE_ROWS;
+        for pair in 0..k / 2 {
+            let at = tile_row_start(pair);
+            for c in 0..TILE_ROWS {
+                for e in 0..2 {
+                    let v = w[(2 * pair + e) * n + c0 + c].to_f32();
+                    // Nearest, ties to even (±inf and NaN keep their high half); the rest has
+                    // at most 4 significant bits: exact when truncated.
+                    let high = u32::from(round_to_bf16_bits(v.to_bits())) << 16;
+                    hi[at + 2 * c + e] = bf16::from_bits((high >> 16) as u16);
+                    lo[at + 2 * c + e] = bf16::from_bits(((v - f32::from_bits(high)).to_bits() >> 16) as u16);
+                }
             }
         }
     }
+}
+
+/// Where the tile row of inputs `2·pair`, `2·pair + 1` starts in a 16-output block's tiles.
+fn tile_row_start(pair: usize) -> usize {
+    (pair / TILE_ROWS) * TILE_VALUES + (pair % TILE_ROWS) * 2 * TILE_ROWS
 }
 
 /// `src` split into `hi` (rounded to bf16, nearest even) and `lo` (the remainder rounded),
@@ -272,34 +271,53 @@ fn split_value(v: f32) -> (bf16, bf16) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
-    use super::{TILE_ROWS, TILE_VALUES, split_value};
+    use super::split_value;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
-    /// [`super::split_weight_block`] with AVX-512: two input rows of 16 outputs converted to
-    /// f32 and rounded to bf16 in integer operations (nearest, ties to even), the high halves
-    /// interleaved in one vector of 16 pairs, the remainders (exact in bf16) in another.
+    /// Rows ahead of the conversion that [`split_pair`] prefetches: the rows of `[in, out]`
+    /// are far apart (8–22 KB for the LLMs), beyond the hardware prefetchers' reach. Measured
+    /// on Llama-7B layers' f16 prefill against none: 8, 16, 32, 64, 128 rows 1.10, 1.11, 1.12,
+    /// 1.15, 1.07×.
+    const PREFETCH_ROWS: usize = 32;
+
+    /// [`super::split_pair`] with AVX-512: two input rows of 32 outputs (a cache line each)
+    /// converted to f32 and rounded to bf16 in integer operations (nearest, ties to even), the
+    /// high halves interleaved in vectors of 16 pairs, the remainders (exact in bf16) in
+    /// others; rows [`PREFETCH_ROWS`] ahead prefetched.
     ///
     /// # Safety
     /// The CPU has AVX-512 F; the caller checked the extents (see the safe wrapper).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn split_weight_block(w: &[f16], k: usize, n: usize, c0: usize, hi: &mut [bf16], lo: &mut [bf16]) {
+    pub(super) unsafe fn split_pair(w: &[f16], k: usize, n: usize, c0: usize, tiles: &mut [bf16]) {
+        let part = super::part_values(k);
         let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
         for pair in 0..k / 2 {
-            let at = (pair / TILE_ROWS) * TILE_VALUES + (pair % TILE_ROWS) * 2 * TILE_ROWS;
-            // SAFETY: rows 2·pair, 2·pair + 1 < k and columns c0 .. c0 + 16 ≤ n lie inside w;
-            // 32 values from `at` lie inside hi and lo (16·k each).
-            unsafe {
-                let even = _mm512_cvtph_ps(_mm256_loadu_si256(w.as_ptr().add(2 * pair * n + c0).cast()));
-                let odd = _mm512_cvtph_ps(_mm256_loadu_si256(w.as_ptr().add((2 * pair + 1) * n + c0).cast()));
-                let (even_bits, odd_bits) = (_mm512_castps_si512(even), _mm512_castps_si512(odd));
-                let (even_high, odd_high) = (round_high(even_bits), round_high(odd_bits));
-                let hi_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_high), odd_high);
-                let even_low = _mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high)));
-                let odd_low = _mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high)));
-                let lo_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_low), _mm512_and_si512(odd_low, high));
-                _mm512_storeu_si512(hi.as_mut_ptr().add(at).cast(), hi_pairs);
-                _mm512_storeu_si512(lo.as_mut_ptr().add(at).cast(), lo_pairs);
+            let at = super::tile_row_start(pair);
+            let row = |i: usize| w.as_ptr().wrapping_add(i * n + c0);
+            let next = 2 * pair + PREFETCH_ROWS;
+            if next + 1 < k {
+                for r in [row(next), row(next + 1)] {
+                    _mm_prefetch::<_MM_HINT_T0>(r.cast());
+                    _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(31).cast());
+                }
+            }
+            for half in 0..2 {
+                // SAFETY: rows 2·pair, 2·pair + 1 < k and columns c0 + 16·half .. +16 ≤ n lie
+                // inside w; 32 values from `at` of each part lie inside `tiles` (4 parts of 16·k).
+                unsafe {
+                    let even = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair).add(16 * half).cast()));
+                    let odd = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair + 1).add(16 * half).cast()));
+                    let (even_bits, odd_bits) = (_mm512_castps_si512(even), _mm512_castps_si512(odd));
+                    let (even_high, odd_high) = (round_high(even_bits), round_high(odd_bits));
+                    let hi_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_high), odd_high);
+                    let even_low = _mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high)));
+                    let odd_low = _mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high)));
+                    let lo_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_low), _mm512_and_si512(odd_low, high));
+                    let hi = tiles.as_mut_ptr().add(2 * half * part + at);
+                    _mm512_storeu_si512(hi.cast(), hi_pairs);
+                    _mm512_storeu_si512(hi.add(part).cast(), lo_pairs);
+                }
             }
         }
     }
@@ -408,19 +426,20 @@ mod tests {
             let sum = f64::from(h.to_f32()) + f64::from(l.to_f32());
             assert!(((sum - f64::from(v)) / f64::from(v)).abs() <= 2f64.powi(-16), "{v:e}: {sum:e}");
         }
-        let (k, n) = (64, 32);
+        let (k, n) = (64, 96);
         let w: Vec<f16> = (0..k * n).map(|i| f16::from_bits((i as u16).wrapping_mul(40_503) & 0x7bff)).collect();
-        let (mut hi, mut lo) = (vec![bf16::ZERO; 16 * k], vec![bf16::ZERO; 16 * k]);
-        split_weight_block(&w, k, n, 16, &mut hi, &mut lo);
-        let (mut hi_int, mut lo_int) = (vec![bf16::ZERO; 16 * k], vec![bf16::ZERO; 16 * k]);
-        split_weight_block_integer(&w, k, n, 16, &mut hi_int, &mut lo_int);
-        assert_eq!((&hi, &lo), (&hi_int, &lo_int));
+        let mut tiles = vec![bf16::ZERO; pair_values(k)];
+        split_pair(&w, k, n, 1, &mut tiles);
+        let mut integer = vec![bf16::ZERO; pair_values(k)];
+        split_pair_integer(&w, k, n, 1, &mut integer);
+        assert!(tiles == integer, "AVX-512 and integer splits differ");
+        let part = part_values(k);
         for j in 0..k {
-            for c in 0..16 {
-                let at = (j / 32) * TILE_VALUES + (j % 32 / 2) * 32 + 2 * c + j % 2;
-                let v = w[j * n + 16 + c].to_f32();
-                assert_eq!(hi[at].to_f32() + lo[at].to_f32(), v, "input {j}, output {c}");
-                assert_eq!(hi[at], bf16::from_f32(v), "input {j}, output {c}");
+            for c in 0..32 {
+                let at = 2 * (c / 16) * part + tile_row_start(j / 2) + 2 * (c % 16) + j % 2;
+                let v = w[j * n + 32 + c].to_f32();
+                assert_eq!(tiles[at].to_f32() + tiles[at + part].to_f32(), v, "input {j}, output {c}");
+                assert_eq!(tiles[at], bf16::from_f32(v), "input {j}, output {c}");
             }
         }
     }
