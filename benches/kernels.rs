@@ -58,8 +58,9 @@ fn kernels(c: &mut Criterion) {
     if chatrex::common::amx::available() {
         let mut group = c.benchmark_group("amx_bf16");
         // (rows, outputs, inputs): CLIP-L's attention projections, fc1 and fc2; ConvNeXt-L's
-        // first-stage fc1.
-        for (m, n, k) in [(577usize, 1024usize, 1024usize), (577, 4096, 1024), (577, 1024, 4096), (9216, 768, 192)] {
+        // first-stage fc1; a 700-token prefill's o_proj and down_proj of Llama-7B.
+        let shapes = [(577usize, 1024usize, 1024usize), (577, 4096, 1024), (577, 1024, 4096), (9216, 768, 192), (700, 4096, 4096), (700, 4096, 11008)];
+        for (m, n, k) in shapes {
             let w: Vec<bf16> = (0..n * k).map(|i| bf16::from_f32(((i * 7919) % 1000) as f32 / 1000.0 - 0.5)).collect();
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
             let mut y = vec![0f32; m * n];
@@ -69,6 +70,20 @@ fn kernels(c: &mut Criterion) {
                 b.iter(|| chatrex::common::amx::matmul_t_bf16(&w, n, k, &x, m, &mut y))
             });
             group.bench_function(format!("tile_order_{m}x{n}x{k}"), |b| b.iter(|| tiles.matmul_t(&x, m, &mut y)));
+        }
+        group.finish();
+
+        // f16 weights `[in, out]` on the tiles, inputs and weights split in two bf16 parts
+        // (three tile products per step): the same shapes.
+        let mut group = c.benchmark_group("amx_f16_split");
+        for (m, n, k) in shapes {
+            let w: Vec<half::f16> = (0..n * k).map(|i| half::f16::from_f32(((i * 7919) % 1000) as f32 / 1000.0 - 0.5)).collect();
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let mut y = vec![0f32; m * n];
+            group.throughput(Throughput::Elements((m * n * k) as u64));
+            group.bench_function(format!("{m}x{n}x{k}"), |b| {
+                b.iter(|| chatrex::common::amx::matmul_f16_split(&w, k, n, &x, m, &mut y, false))
+            });
         }
         group.finish();
 

@@ -36,7 +36,8 @@ const fn pair_values(k: usize) -> usize {
 /// blocks, each against the whole weight, which stays in L2 (ConvNeXt-L's first stages).
 const ROW_TASK_SPLIT_BYTES: usize = 3 << 19;
 /// Split tiles per task in the output-block order (at most; ≥ one 32-output block): they
-/// stay in L2 while every row block of inputs runs against them.
+/// stay in L2 while every row block of inputs runs against them. Measured on Llama-7B layers'
+/// f16 prefill (2 threads, interleaved): 0.5 MB 0.92×, 1.5 MB 0.98× the speed at 1 MB.
 const TASK_SPLIT_BYTES: usize = 1 << 20;
 /// 32-output blocks per task (at most).
 const PAIRS_PER_TASK: usize = 4;

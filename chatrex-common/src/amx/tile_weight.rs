@@ -15,9 +15,14 @@ use crate::host_ops::{Activation, add_scaled_residual_row, bias_activation_row};
 use half::bf16;
 use rayon::prelude::*;
 
-/// Column blocks of 32 outputs per task (at most): their tiles (≤ 1 MB for 4096 inputs)
-/// stay in L2 while every 32-row block of activations runs against them.
+/// Column blocks of 32 outputs per task (at most): their tiles stay in L2 while every
+/// 32-row block of activations runs against them.
 const PAIRS_PER_TASK: usize = 4;
+/// Tile bytes per task (at most, ≥ one block of 32 outputs). Measured on a 704-row prefill,
+/// 2 threads: Llama-7B's down_proj (11 008 inputs, 704 KB per block) at 1.0 TMAC/s with one
+/// block per task against 0.57–0.76 with four (2.8 MB: out of L2); its o_proj (4096 inputs)
+/// at 1.3 TMAC/s with four blocks (1 MB), 1.18 with two, 0.78 with one.
+const TASK_WEIGHT_BYTES: usize = 1 << 20;
 /// The largest weight whose products run as tasks over row blocks (each against the whole
 /// weight, which stays in L2). Measured on ConvNeXt-L's first two stages, 2 threads (the
 /// weights 288 KB and 1.2 MB): 920–1150 vs 570–780 GMAC/s for tasks over output blocks; at
@@ -276,7 +281,8 @@ impl TileWeight {
             );
             return;
         }
-        let per_task = (pairs / (4 * threads).max(1)).clamp(1, PAIRS_PER_TASK);
+        let fit = (TASK_WEIGHT_BYTES / (BLOCK * self.k * 2).max(1)).clamp(1, PAIRS_PER_TASK);
+        let per_task = (pairs / (4 * threads).max(1)).clamp(1, fit);
         (0..pairs.div_ceil(per_task)).into_par_iter().for_each_init(
             || (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new()),
             |(local, _), task| {
