@@ -62,3 +62,19 @@ pub fn advise_huge_pages<T>(values: &mut [T]) -> bool {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Advice changes how pages are backed, never what they hold: a buffer already written
+    /// (its pages faulted in, so `MADV_COLLAPSE` copies them) reads back the same.
+    #[test]
+    fn advised_buffers_keep_their_values() {
+        let mut values: Vec<u32> = (0..3 << 20).map(|i: u32| i.wrapping_mul(2_654_435_761)).collect();
+        let advised = advise_huge_pages(&mut values);
+        println!("huge pages advised: {advised}");
+        assert!(values.iter().enumerate().all(|(i, &v)| v == (i as u32).wrapping_mul(2_654_435_761)));
+        assert!(!advise_huge_pages(&mut [0u8; 4096]), "under one huge page: nothing to advise");
+    }
+}

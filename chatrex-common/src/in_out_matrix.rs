@@ -422,6 +422,31 @@ mod tests {
         }
     }
 
+    /// f16 weights whose widths are multiples of 32: from 32 rows the product runs on AMX
+    /// tiles where the CPU has them, inputs and weights split in two bf16 parts (within 1e-5
+    /// of the exact product; `amx::split_f16`), below on `gemm` (1e-6), overwriting and adding.
+    #[test]
+    fn f16_products_of_tile_widths_match_the_exact_product() {
+        let (k, n) = (128, 96);
+        let w16: Vec<f16> = values(n * k, 4).iter().map(|&v| f16::from_f32(v)).collect();
+        let w16_f32: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+        let matrix = InOutMatrix::from_out_in_f16(&w16, k, n).unwrap();
+        for m in [9, 31, 32, 75] {
+            let split = m >= SPLIT_MIN_ROWS && crate::amx::split_f16_fits(k, n);
+            let bound = if split { 1e-5 } else { 1e-6 };
+            let x = values(m * k, m + 5);
+            let expected = reference(&w16_f32, &x, m, k, n);
+            let mut y = vec![f32::NAN; m * n];
+            matrix.matmul(&x, m, &mut y).unwrap();
+            let err = crate::parity::compare(&y, &expected).rel;
+            assert!(err < bound, "m {m} (split: {split}): {err}");
+            matrix.matmul_add(&x, m, &mut y).unwrap();
+            let twice: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
+            let err = crate::parity::compare(&y, &twice).rel;
+            assert!(err < bound, "m {m} (split: {split}), added: {err}");
+        }
+    }
+
     /// An f16 product started while this thread's kept block is in use (as when a thread
     /// waiting in one product's rayon join picks up a task that runs another) works on a
     /// fresh block and gives the same values.
