@@ -32,7 +32,9 @@ pub fn reuse_freed_memory() -> bool {
 /// and scratch read in strides: a `[in, out]` weight's rows are 8–22 KB apart for the LLMs,
 /// so each row is another 4 KB page and another TLB miss. Measured on Llama-7B's layers (2
 /// threads, interleaved with and without): prefill bf16 1.08×, f16 1.09×, f32 1.02×; decode
-/// bf16 1.03×, f16 1.08×, f32 1.06×; CLIP-L bf16 1.1×. A no-op (returning `false`) off Linux, on
+/// bf16 1.03×, f16 1.08×, f32 1.06×; CLIP-L bf16 1.1×. Cost: 10 µs on fresh memory (huge
+/// pages come at the first write); 24 ms to collapse 90 MB already faulted in (memory the heap
+/// reuses; once collapsed it stays huge: 40 µs the next time). A no-op (returning `false`) off Linux, on
 /// buffers under one huge page, or where the kernel declines (transparent huge pages
 /// `never`): the buffer is correct either way.
 pub fn advise_huge_pages<T>(values: &mut [T]) -> bool {

@@ -169,8 +169,8 @@ mod x86 {
 
     /// [`block_2x2_rows`] of operands each split in two bf16 parts, `a = a_hi + a_lo` and
     /// `b = b_hi + b_lo` (e.g. f32 inputs and f16 weights, see `split_f16.rs`): per step the
-    /// sums gain `a_hi·b_hi + a_lo·b_hi + a_hi·b_lo` (the `a_lo·b_lo` term, 2⁻¹⁸ of the
-    /// product, dropped). `a_hi`/`a_lo` point at 16 rows each (`a_stride` bytes apart),
+    /// sums gain `a_hi·b_hi + a_lo·b_hi + a_hi·b_lo` (the `a_lo·b_lo` term, at most 2⁻¹⁶ of
+    /// the product, dropped). `a_hi`/`a_lo` point at 16 rows each (`a_stride` bytes apart),
     /// `b_hi`/`b_lo` at `steps` contiguous weight tiles each. The sums start from those at `c`
     /// when `accumulate`, else from zero, and are stored at `c` as by [`block_2x2_rows`].
     ///
