@@ -140,7 +140,7 @@ mod x86 {
     pub unsafe fn block_1x2_rows(a: *const bf16, a_stride: usize, b0: *const bf16, b1: *const bf16, steps: usize, c: *mut f32, c_stride: usize) {
         // SAFETY: the caller guarantees the extents read and written.
         unsafe {
-            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+            zero_two_sums();
             for s in 0..steps {
                 asm!(
                     "tileloadd tmm4, [{a} + {a_stride}*1]",
@@ -156,14 +156,7 @@ mod x86 {
                     options(nostack, readonly),
                 );
             }
-            asm!(
-                "tilestored [{c0} + {stride}*1], tmm0",
-                "tilestored [{c1} + {stride}*1], tmm1",
-                c0 = in(reg) c,
-                c1 = in(reg) c.wrapping_add(16),
-                stride = in(reg) c_stride,
-                options(nostack),
-            );
+            store_two_sums(c, c_stride);
         }
     }
 
@@ -261,16 +254,9 @@ mod x86 {
         // SAFETY: the caller guarantees the extents read and written and the configuration.
         unsafe {
             if accumulate {
-                asm!(
-                    "tileloadd tmm0, [{c0} + {stride}*1]",
-                    "tileloadd tmm1, [{c1} + {stride}*1]",
-                    c0 = in(reg) c,
-                    c1 = in(reg) c.wrapping_add(16),
-                    stride = in(reg) c_stride,
-                    options(nostack, readonly),
-                );
+                load_two_sums(c, c_stride);
             } else {
-                asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+                zero_two_sums();
             }
             for s in 0..steps {
                 asm!(
@@ -297,6 +283,50 @@ mod x86 {
                     options(nostack, readonly),
                 );
             }
+            store_two_sums(c, c_stride);
+        }
+    }
+
+    /// Sets the two sum tiles of a 1×2 block (tmm0, tmm1) to zero.
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread.
+    #[inline(always)]
+    unsafe fn zero_two_sums() {
+        // SAFETY: touches tile registers only.
+        unsafe {
+            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+        }
+    }
+
+    /// Loads the two sum tiles of a 1×2 block (tmm0, tmm1) from 16 rows of 32 f32 at `c`
+    /// (`c_stride` bytes between rows): tmm0 the left 16 columns, tmm1 the right.
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; `c` covers the 16 rows.
+    #[inline(always)]
+    unsafe fn load_two_sums(c: *mut f32, c_stride: usize) {
+        // SAFETY: the caller guarantees the extents.
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{c0} + {stride}*1]",
+                "tileloadd tmm1, [{c1} + {stride}*1]",
+                c0 = in(reg) c,
+                c1 = in(reg) c.wrapping_add(16),
+                stride = in(reg) c_stride,
+                options(nostack, readonly),
+            );
+        }
+    }
+
+    /// Stores the two sum tiles of a 1×2 block (tmm0, tmm1), as [`load_two_sums`] reads them.
+    ///
+    /// # Safety
+    /// The tiles are configured on this thread; `c` covers the 16 rows.
+    #[inline(always)]
+    unsafe fn store_two_sums(c: *mut f32, c_stride: usize) {
+        // SAFETY: the caller guarantees the extents.
+        unsafe {
             asm!(
                 "tilestored [{c0} + {stride}*1], tmm0",
                 "tilestored [{c1} + {stride}*1], tmm1",
