@@ -23,11 +23,11 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Batches up to this size stream the weight once through [`InOutMatrix`]'s row-sum kernel;
-/// larger ones run `gemm`.
+/// larger ones run `gemm`, or for f16 weights on a CPU with AMX tiles
+/// [`crate::amx::matmul_f16_split`] (inputs and weights split in two bf16 parts each).
+/// Measured for an f16 4096 × 4096 weight, 2 threads: row sums 0.8 / 1.6 / 2.8 ms for 1 / 4 /
+/// 8 rows, split tiles 3.4–3.6 ms for 1–16 rows, 4.9 ms for 32; `gemm` 5.7–6.5 ms from 9 rows.
 const SMALL_BATCH: usize = 8;
-/// Batches from this size run f16 weights on AMX tiles where the CPU has them
-/// ([`crate::amx::matmul_f16_split`]: inputs and weights split in two bf16 parts each).
-const SPLIT_MIN_ROWS: usize = 32;
 /// f16 values converted per block for `gemm` (16 MB of f32): whole rows, at least a few
 /// hundred of them for the LLM's widths, so that `gemm` runs each block at full speed.
 /// Measured on Llama-7B layers' f16 prefill (interleaved): 1, 2, 4 and 16 Mi values 3.46,
@@ -123,7 +123,6 @@ impl InOutMatrix {
             return Ok(());
         }
         if let Values::F16(w) = &self.values
-            && m >= SPLIT_MIN_ROWS
             && crate::amx::matmul_f16_split(w, k, n, x, m, y, accumulate)
         {
             return Ok(());
@@ -422,17 +421,18 @@ mod tests {
         }
     }
 
-    /// f16 weights whose widths are multiples of 32: from 32 rows the product runs on AMX
-    /// tiles where the CPU has them, inputs and weights split in two bf16 parts (within 1e-5
-    /// of the exact product; `amx::split_f16`), below on `gemm` (1e-6), overwriting and adding.
+    /// f16 weights whose widths are multiples of 32: above [`SMALL_BATCH`] rows the product
+    /// runs on AMX tiles where the CPU has them, inputs and weights split in two bf16 parts
+    /// (within 1e-5 of the exact product; `amx::split_f16`), else on `gemm` or the row-sum
+    /// kernel (1e-6), overwriting and adding.
     #[test]
     fn f16_products_of_tile_widths_match_the_exact_product() {
         let (k, n) = (128, 96);
         let w16: Vec<f16> = values(n * k, 4).iter().map(|&v| f16::from_f32(v)).collect();
         let w16_f32: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
         let matrix = InOutMatrix::from_out_in_f16(&w16, k, n).unwrap();
-        for m in [9, 31, 32, 75] {
-            let split = m >= SPLIT_MIN_ROWS && crate::amx::split_f16_fits(k, n);
+        for m in [8, 9, 31, 32, 75] {
+            let split = m > SMALL_BATCH && crate::amx::split_f16_fits(k, n);
             let bound = if split { 1e-5 } else { 1e-6 };
             let x = values(m * k, m + 5);
             let expected = reference(&w16_f32, &x, m, k, n);
