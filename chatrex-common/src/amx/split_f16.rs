@@ -68,7 +68,7 @@ pub fn matmul_f16_split(w: &[f16], k: usize, n: usize, x: &[f32], m: usize, y: &
     let threads = rayon::current_num_threads();
     if pairs * pair_len * 2 <= ROW_TASK_SPLIT_BYTES && row_blocks >= 2 * threads {
         let mut split = CacheAligned::<bf16>::recycled(pairs * pair_len);
-        split.as_mut_slice().par_chunks_mut(pair_len).enumerate().for_each(|(p, tiles)| split_pair(w, k, n, p, tiles));
+        split.as_mut_slice().par_chunks_mut(pair_len).enumerate().for_each(|(p, tiles)| split_pairs(w, k, n, p..p + 1, tiles));
         let all = split.as_slice();
         (0..row_blocks).into_par_iter().for_each_init(
             || (BlockSums([0f32; BLOCK * BLOCK]), tiles::Configured::new()),
@@ -83,9 +83,7 @@ pub fn matmul_f16_split(w: &[f16], k: usize, n: usize, x: &[f32], m: usize, y: &
         |(local, _), task| {
             let outputs = task * per_task..((task + 1) * per_task).min(pairs);
             let mut split = CacheAligned::<bf16>::recycled(outputs.len() * pair_len);
-            for (tiles, p) in split.as_mut_slice().chunks_exact_mut(pair_len).zip(outputs.clone()) {
-                split_pair(w, k, n, p, tiles);
-            }
+            split_pairs(w, k, n, outputs.clone(), split.as_mut_slice());
             for rb in 0..row_blocks {
                 for (tiles, p) in split.as_slice().chunks_exact(pair_len).zip(outputs.clone()) {
                     run(tiles, rb, p, local);
@@ -195,14 +193,15 @@ impl Drop for SplitRows {
     }
 }
 
-/// The split tiles of outputs `32p .. 32p + 32` of `w [k, n]` into `tiles`
-/// (`[hi₀][lo₀][hi₁][lo₁]`, [`pair_values`] long): for each 16-output half and each 32-value
-/// step `s` of the inputs, a tile in `hi` and one in `lo` (512 values each) whose row `r`
-/// holds, for each output `c`, the pair of inputs `32s + 2r`, `32s + 2r + 1`; `hi` rounded to
-/// nearest (ties to even), `lo` the exact rest. Writes nothing unless `k` is a multiple of 32,
-/// `32p + 32 ≤ n`, `w` holds `k · n` values and `tiles` [`pair_values`].
-fn split_pair(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
-    if !k.is_multiple_of(TILE_K) || (p + 1) * BLOCK > n || w.len() < k * n || tiles.len() < pair_values(k) {
+/// The split tiles of the 32-output blocks `pairs` of `w [k, n]` into `tiles`, one after the
+/// other, [`pair_values`] each (`[hi₀][lo₀][hi₁][lo₁]`): for each 16-output half and each
+/// 32-value step `s` of the inputs, a tile in `hi` and one in `lo` (512 values each) whose row
+/// `r` holds, for each output `c`, the pair of inputs `32s + 2r`, `32s + 2r + 1`; `hi` rounded
+/// to nearest (ties to even), `lo` the exact rest. The blocks are converted together, row by
+/// row (each row's part of them is contiguous). Writes nothing unless `k` is a multiple of 32,
+/// the blocks lie inside `n`, `w` holds `k · n` values and `tiles` [`pair_values`] per block.
+fn split_pairs(w: &[f16], k: usize, n: usize, pairs: std::ops::Range<usize>, tiles: &mut [bf16]) {
+    if !k.is_multiple_of(TILE_K) || pairs.end * BLOCK > n || w.len() < k * n || tiles.len() < pairs.len() * pair_values(k) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -210,14 +209,16 @@ fn split_pair(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
         // SAFETY: AVX-512 F was just detected; the extents were checked above.
         #[allow(unsafe_code)]
         unsafe {
-            x86::split_pair(w, k, n, p * BLOCK, tiles)
+            x86::split_pairs(w, k, n, pairs.start * BLOCK, pairs.len(), tiles)
         };
         return;
     }
-    split_pair_integer(w, k, n, p, tiles);
+    for (p, tiles) in pairs.zip(tiles.chunks_exact_mut(pair_values(k))) {
+        split_pair_integer(w, k, n, p, tiles);
+    }
 }
 
-/// [`split_pair`] in integer operations (the caller checked the extents).
+/// One block of [`split_pairs`] in integer operations (the caller checked the extents).
 fn split_pair_integer(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
     let part = part_values(k);
     for (half, block) in tiles.chunks_exact_mut(2 * part).take(2).enumerate() {
@@ -278,22 +279,23 @@ mod x86 {
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
-    /// Rows ahead of the conversion that [`split_pair`] prefetches: the rows of `[in, out]`
+    /// Rows ahead of the conversion that [`split_pairs`] prefetches: the rows of `[in, out]`
     /// are far apart (8–22 KB for the LLMs), beyond the hardware prefetchers' reach. Measured
     /// on Llama-7B layers' f16 prefill against none: 8, 16, 32, 64, 128 rows 1.10, 1.11, 1.12,
     /// 1.15, 1.07×.
     const PREFETCH_ROWS: usize = 32;
 
-    /// [`super::split_pair`] with AVX-512: two input rows of 32 outputs (a cache line each)
-    /// converted to f32 and rounded to bf16 in integer operations (nearest, ties to even), the
-    /// high halves interleaved in vectors of 16 pairs, the remainders (exact in bf16) in
-    /// others; rows [`PREFETCH_ROWS`] ahead prefetched.
+    /// [`super::split_pairs`] with AVX-512, `count` blocks from output `c0`: two input rows of
+    /// each block's 32 outputs (a cache line each) converted to f32 and rounded to bf16 in
+    /// integer operations (nearest, ties to even), the high halves interleaved in vectors of 16
+    /// pairs, the remainders (exact in bf16) in others; the rows [`PREFETCH_ROWS`] ahead
+    /// prefetched.
     ///
     /// # Safety
     /// The CPU has AVX-512 F; the caller checked the extents (see the safe wrapper).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn split_pair(w: &[f16], k: usize, n: usize, c0: usize, tiles: &mut [bf16]) {
-        let part = super::part_values(k);
+    pub(super) unsafe fn split_pairs(w: &[f16], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
+        let (part, pair_len) = (super::part_values(k), super::pair_values(k));
         let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
         for pair in 0..k / 2 {
             let at = super::tile_row_start(pair);
@@ -301,23 +303,26 @@ mod x86 {
             let next = 2 * pair + PREFETCH_ROWS;
             if next + 1 < k {
                 for r in [row(next), row(next + 1)] {
-                    _mm_prefetch::<_MM_HINT_T0>(r.cast());
-                    _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(31).cast());
+                    for line in 0..=count {
+                        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(32 * line).cast());
+                    }
                 }
             }
-            for half in 0..2 {
-                // SAFETY: rows 2·pair, 2·pair + 1 < k and columns c0 + 16·half .. +16 ≤ n lie
-                // inside w; 32 values from `at` of each part lie inside `tiles` (4 parts of 16·k).
+            for block in 0..2 * count {
+                let (q, half) = (block / 2, block % 2);
+                // SAFETY: rows 2·pair, 2·pair + 1 < k and columns c0 + 16·block .. +16 ≤ n lie
+                // inside w; 32 values from `at` of each part of block q lie inside `tiles`
+                // (count blocks of 4 parts of 16·k).
                 unsafe {
-                    let even = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair).add(16 * half).cast()));
-                    let odd = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair + 1).add(16 * half).cast()));
+                    let even = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair).add(16 * block).cast()));
+                    let odd = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair + 1).add(16 * block).cast()));
                     let (even_bits, odd_bits) = (_mm512_castps_si512(even), _mm512_castps_si512(odd));
                     let (even_high, odd_high) = (round_high(even_bits), round_high(odd_bits));
                     let hi_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_high), odd_high);
                     let even_low = _mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high)));
                     let odd_low = _mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high)));
                     let lo_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_low), _mm512_and_si512(odd_low, high));
-                    let hi = tiles.as_mut_ptr().add(2 * half * part + at);
+                    let hi = tiles.as_mut_ptr().add(q * pair_len + 2 * half * part + at);
                     _mm512_storeu_si512(hi.cast(), hi_pairs);
                     _mm512_storeu_si512(hi.add(part).cast(), lo_pairs);
                 }
@@ -431,11 +436,14 @@ mod tests {
         }
         let (k, n) = (64, 96);
         let w: Vec<f16> = (0..k * n).map(|i| f16::from_bits((i as u16).wrapping_mul(40_503) & 0x7bff)).collect();
-        let mut tiles = vec![bf16::ZERO; pair_values(k)];
-        split_pair(&w, k, n, 1, &mut tiles);
-        let mut integer = vec![bf16::ZERO; pair_values(k)];
-        split_pair_integer(&w, k, n, 1, &mut integer);
-        assert!(tiles == integer, "AVX-512 and integer splits differ");
+        let mut both = vec![bf16::ZERO; 2 * pair_values(k)];
+        split_pairs(&w, k, n, 1..3, &mut both);
+        let mut integer = vec![bf16::ZERO; 2 * pair_values(k)];
+        for (p, tiles) in (1..3).zip(integer.chunks_exact_mut(pair_values(k))) {
+            split_pair_integer(&w, k, n, p, tiles);
+        }
+        assert!(both == integer, "AVX-512 and integer splits differ");
+        let tiles = &both[..pair_values(k)];
         let part = part_values(k);
         for j in 0..k {
             for c in 0..32 {
