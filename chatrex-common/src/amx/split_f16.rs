@@ -20,6 +20,7 @@
 //! of consecutive inputs the tiles multiply together — one 32-bit lane holding both halves.
 
 use super::rounding::round_to_bf16_bits;
+use super::tile_weight::BlockSums;
 use super::{BLOCK, CacheAligned, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, available, tiles};
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -94,10 +95,6 @@ pub fn matmul_f16_split(w: &[f16], k: usize, n: usize, x: &[f32], m: usize, y: &
     );
     true
 }
-
-/// The f32 sums of one 32×32 block, on a cache line.
-#[repr(C, align(64))]
-struct BlockSums([f32; BLOCK * BLOCK]);
 
 /// Inputs split into bf16 parts, the row operand of the split tiles: each of `m` rows holds
 /// `k` high parts then `k` low parts (both starting a cache line, `k` being a multiple of 32),

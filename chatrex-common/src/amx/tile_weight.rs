@@ -337,9 +337,10 @@ impl TileWeight {
     }
 }
 
-/// The f32 sums of one 32×32 block, on a cache line.
+/// The f32 sums of one 32×32 block, on a cache line (a task's local block, also of the
+/// split f16 products).
 #[repr(C, align(64))]
-struct BlockSums([f32; BLOCK * BLOCK]);
+pub(super) struct BlockSums(pub(super) [f32; BLOCK * BLOCK]);
 
 /// Activations rounded to bf16, laid out as the row operand of [`TileWeight`]'s tiles: `m`
 /// rows of `k` values, each row starting a cache line and one line longer than `k` values (so
