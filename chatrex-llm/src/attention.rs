@@ -2,7 +2,7 @@
 
 use crate::kv_cache::{HostKv, KvCache};
 use crate::rope::{apply_rope, apply_rope_rows};
-use chatrex_common::amx::{KvLayout, causal_attention_bf16};
+use chatrex_common::amx::{KvLayout, RoundedRows, causal_attention_bf16, causal_attention_bf16_rounded};
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
 use chatrex_common::host_ops::softmax_row;
 use rayon::prelude::*;
@@ -88,12 +88,24 @@ impl Attention {
     }
 }
 
+/// The q, k and v products of [`Attention::add_forward_host`], kept across layers (every value
+/// is overwritten before it is read).
+#[derive(Debug, Default)]
+pub(crate) struct AttentionScratch {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
 impl Attention {
     /// Host path of [`forward`](Self::forward) for one sequence on the CPU backend, added into
     /// the residual stream: `residual [L, hidden] += attention(x)` for rows `x [L, hidden]` at
     /// positions `cache.len()..+L`, with `cos, sin [L, D/2]` rotary tables. Heads run in
-    /// parallel; each reads its key/value head from the host cache without copying it.
-    pub fn add_forward_host(
+    /// parallel; each reads its key/value head from the host cache without copying it. With
+    /// the weights in tile order and more than one row, `x` is rounded once for the q, k and
+    /// v products, and the attended rows are rounded straight into the rows `o_proj` reads.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_forward_host(
         &self,
         x: &[f32],
         l: usize,
@@ -101,31 +113,43 @@ impl Attention {
         cache: &mut KvCache,
         layer: usize,
         residual: &mut [f32],
+        scratch: &mut AttentionScratch,
     ) -> Result<(), LlmError> {
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
-        let project = |linear: &LlmLinear| {
-            linear
-                .forward_rows(x, l)
-                .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
-        };
-        let (mut q, mut k, v) = (project(&self.q_proj)?, project(&self.k_proj)?, project(&self.v_proj)?);
-        apply_rope_rows(&mut q, d, cos, sin);
-        apply_rope_rows(&mut k, d, cos, sin);
+        let not_host = || LlmError::Backend("host attention with device weights or mismatched rows".into());
+        let AttentionScratch { q, k, v } = scratch;
+        for (buffer, width) in [(&mut *q, h * d), (&mut *k, kvh * d), (&mut *v, kvh * d)] {
+            buffer.resize(l * width, 0.0);
+        }
+        let projections = [&self.q_proj, &self.k_proj, &self.v_proj];
+        if l > 1 && projections.iter().all(|p| p.in_tile_order()) {
+            let rows = RoundedRows::from_f32(x, l, x.len() / l);
+            self.q_proj.forward_rounded_into(&rows, q).ok_or_else(not_host)?;
+            self.k_proj.forward_rounded_into(&rows, k).ok_or_else(not_host)?;
+            self.v_proj.forward_rounded_into(&rows, v).ok_or_else(not_host)?;
+        } else {
+            self.q_proj.forward_rows_into(x, l, q).ok_or_else(not_host)?;
+            self.k_proj.forward_rows_into(x, l, k).ok_or_else(not_host)?;
+            self.v_proj.forward_rows_into(x, l, v).ok_or_else(not_host)?;
+        }
+        apply_rope_rows(q, d, cos, sin);
+        apply_rope_rows(k, d, cos, sin);
         let start = cache.len();
-        let kv = cache.append_host(layer, &k, &v, (l, kvh, d)).map_err(LlmError::Request)?;
+        let kv = cache.append_host(layer, k, v, (l, kvh, d)).map_err(LlmError::Request)?;
         let scale = 1.0 / (d as f32).sqrt();
         let layout = KvLayout { heads: kvh, head_stride: kv.allocated * d, row_stride: d, len: kv.len };
-        let on_tiles = self
-            .tile_attention(l)
-            .then(|| causal_attention_bf16(&q, l, h, d, kv.keys, kv.values, layout, start, scale))
-            .flatten();
-        let attended = match on_tiles {
-            Some(attended) => attended,
-            None => self.attend_f32(&q, l, &kv, start, scale)?,
-        };
-        self.o_proj
-            .add_forward_rows(&attended, l, residual)
-            .ok_or_else(|| LlmError::Backend("host attention with device weights".into()))
+        if self.tile_attention(l) {
+            if self.o_proj.in_tile_order()
+                && let Some(attended) = causal_attention_bf16_rounded(q, l, h, d, kv.keys, kv.values, layout, start, scale)
+            {
+                return self.o_proj.add_forward_rounded(&attended, residual).ok_or_else(not_host);
+            }
+            if let Some(attended) = causal_attention_bf16(q, l, h, d, kv.keys, kv.values, layout, start, scale) {
+                return self.o_proj.add_forward_rows(&attended, l, residual).ok_or_else(not_host);
+            }
+        }
+        let attended = self.attend_f32(q, l, &kv, start, scale)?;
+        self.o_proj.add_forward_rows(&attended, l, residual).ok_or_else(not_host)
     }
 
     /// Causal attention in f32 of `q [L, heads·D]` (positions `start ..`) over the host cache

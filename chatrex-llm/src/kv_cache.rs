@@ -201,32 +201,39 @@ impl KvCache {
             ));
         }
         if end > slot.allocated {
+            // A larger buffer written head by head, each value once: the filled part of the
+            // head (nothing after a `reset`), this call's rows, zeros for the rest.
             let size = (end + GROWTH_STEP)
                 .max(slot.allocated + slot.allocated / 2)
                 .min(self.capacity);
-            let mut grown_k = vec![0f32; kv_heads * head_size(size)];
-            let mut grown_v = vec![0f32; kv_heads * head_size(size)];
-            // Copy the filled part of each head (nothing after a `reset`).
-            for h in 0..if slot.allocated > 0 { kv_heads } else { 0 } {
-                let old = h * head_size(slot.allocated)..h * head_size(slot.allocated) + start * head_dim;
-                let new = h * head_size(size)..h * head_size(size) + start * head_dim;
-                grown_k[new.clone()].copy_from_slice(&slot.k[old.clone()]);
-                grown_v[new].copy_from_slice(&slot.v[old]);
-            }
+            let kept = start.min(slot.allocated);
+            let grow = |old: &[f32], new: &[f32]| {
+                let mut grown = Vec::with_capacity(kv_heads * head_size(size));
+                for h in 0..kv_heads {
+                    grown.extend_from_slice(&old[h * head_size(slot.allocated)..][..kept * head_dim]);
+                    for row in new.chunks_exact((kv_heads * head_dim).max(1)) {
+                        grown.extend_from_slice(&row[h * head_dim..(h + 1) * head_dim]);
+                    }
+                    grown.resize((h + 1) * head_size(size), 0.0);
+                }
+                grown
+            };
+            let (grown_k, grown_v) = (grow(&slot.k, k), grow(&slot.v, v));
             *slot = HostLayerCache {
                 k: grown_k,
                 v: grown_v,
                 allocated: size,
                 heads: (kv_heads, head_dim),
             };
-        }
-        let stride = head_size(slot.allocated);
-        for t in 0..l {
-            for h in 0..kv_heads {
-                let src = (t * kv_heads + h) * head_dim..(t * kv_heads + h + 1) * head_dim;
-                let dst = h * stride + (start + t) * head_dim;
-                slot.k[dst..dst + head_dim].copy_from_slice(&k[src.clone()]);
-                slot.v[dst..dst + head_dim].copy_from_slice(&v[src]);
+        } else {
+            let stride = head_size(slot.allocated);
+            for t in 0..l {
+                for h in 0..kv_heads {
+                    let src = (t * kv_heads + h) * head_dim..(t * kv_heads + h + 1) * head_dim;
+                    let dst = h * stride + (start + t) * head_dim;
+                    slot.k[dst..dst + head_dim].copy_from_slice(&k[src.clone()]);
+                    slot.v[dst..dst + head_dim].copy_from_slice(&v[src]);
+                }
             }
         }
         Ok(HostKv {
@@ -275,6 +282,35 @@ mod tests {
             cache.reset();
         }
         assert!(cache.append_host(0, &[0.0; 6], &[0.0; 6], (1, 3, 2)).is_err());
+    }
+
+    /// Appends of many rows at once (a prefill into an empty cache, one that grows it, one that
+    /// fits) put every head's value of every position where the attention reads it.
+    #[test]
+    fn host_multi_row_appends_place_each_head_and_position() {
+        let (kv_heads, head_dim) = (3, 4);
+        let value = |p: usize, h: usize, i: usize| (p * 100 + h * 10 + i) as f32;
+        let rows = |from: usize, l: usize| -> Vec<f32> {
+            (from..from + l).flat_map(|p| (0..kv_heads).flat_map(move |h| (0..head_dim).map(move |i| value(p, h, i)))).collect()
+        };
+        let mut cache = KvCache::new(1, 1000);
+        let mut filled = 0;
+        for l in [200, 150, 5, 300] {
+            let keys = rows(filled, l);
+            let values: Vec<f32> = keys.iter().map(|x| -x).collect();
+            let kv = cache.append_host(0, &keys, &values, (l, kv_heads, head_dim)).unwrap();
+            assert_eq!(kv.len, filled + l);
+            for p in 0..filled + l {
+                for h in 0..kv_heads {
+                    for i in 0..head_dim {
+                        let at = h * kv.allocated * head_dim + p * head_dim + i;
+                        assert_eq!((kv.keys[at], kv.values[at]), (value(p, h, i), -value(p, h, i)), "position {p} head {h}");
+                    }
+                }
+            }
+            cache.advance(l);
+            filled += l;
+        }
     }
 
     /// Appending one position at a time across several growths keeps every earlier position.

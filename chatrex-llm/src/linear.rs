@@ -159,6 +159,33 @@ impl LlmLinear {
         Some(())
     }
 
+    /// `y [rows, out] = x · Wᵀ + b` for rows already rounded to bf16 (`x [rows, in]`, e.g. one
+    /// rounding shared by the q, k and v projections); `None` unless the weight is in tile
+    /// order and the lengths match.
+    pub fn forward_rounded_into(&self, x: &RoundedRows, y: &mut [f32]) -> Option<()> {
+        let Self::Host { weight: HostWeight::Tiles(tiles), bias } = self else {
+            return None;
+        };
+        if x.cols() != tiles.cols() || y.len() != x.rows() * tiles.rows() || !tiles.matmul_t_rounded(x, y) {
+            return None;
+        }
+        if let Some(bias) = bias {
+            bias_activation(y, bias, Activation::Identity);
+        }
+        Some(())
+    }
+
+    /// `residual [rows, out] += x · Wᵀ + b` for rows already rounded to bf16 (`x [rows, in]`,
+    /// e.g. attention's output rows); `None` unless the weight is in tile order and the lengths
+    /// match.
+    pub fn add_forward_rounded(&self, x: &RoundedRows, residual: &mut [f32]) -> Option<()> {
+        let Self::Host { weight: HostWeight::Tiles(tiles), bias } = self else {
+            return None;
+        };
+        let lengths = x.cols() == tiles.cols() && residual.len() == x.rows() * tiles.rows();
+        (lengths && tiles.matmul_t_residual(x, residual, bias.as_deref(), None)).then_some(())
+    }
+
     /// `residual [rows, out] += x · Wᵀ + b` for host rows `x [rows, in]`; `None` for a tensor
     /// layer or other lengths. With the weight in tile order and more than one row, the sums
     /// are added into `residual` from the product's blocks, and an f32 or f16 weight's
@@ -190,6 +217,12 @@ impl LlmLinear {
                 Some(())
             }
         }
+    }
+
+    /// Whether the weight is held in tile order (a bf16 weight on a CPU with AMX), whose
+    /// products take [`RoundedRows`].
+    pub fn in_tile_order(&self) -> bool {
+        matches!(self, Self::Host { weight: HostWeight::Tiles(_), .. })
     }
 
     /// Output features of a host layer (`None` for a tensor layer).

@@ -1,6 +1,6 @@
 //! The decoder-only language model (Llama / Qwen2 structure, Hugging Face key names).
 
-use crate::attention::Attention;
+use crate::attention::{Attention, AttentionScratch};
 use crate::config::LlmConfig;
 use crate::kv_cache::KvCache;
 use crate::rope::Rope;
@@ -413,12 +413,12 @@ impl CausalLm {
         let mut x = read_f32(embeds).map_err(LlmError::Backend)?;
         let (cos, sin) = self.rope.host_tables(start, l);
         let mut h = vec![0f32; l * hidden];
-        let mut scratch = MlpScratch::default();
+        let (mut attention_scratch, mut mlp_scratch) = (AttentionScratch::default(), MlpScratch::default());
         for (i, layer) in self.layers.iter().enumerate() {
             layer.input_layernorm.forward_rows(&x, &mut h)?;
-            layer.self_attn.add_forward_host(&h, l, (&cos, &sin), cache, i, &mut x)?;
+            layer.self_attn.add_forward_host(&h, l, (&cos, &sin), cache, i, &mut x, &mut attention_scratch)?;
             layer.post_attention_layernorm.forward_rows(&x, &mut h)?;
-            layer.mlp.add_forward_rows(&h, l, &mut x, &mut scratch)?;
+            layer.mlp.add_forward_rows(&h, l, &mut x, &mut mlp_scratch)?;
         }
         cache.advance(l);
         self.norm.forward_rows(&x, &mut h)?;

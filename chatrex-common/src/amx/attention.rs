@@ -83,6 +83,28 @@ pub fn causal_attention_bf16(
     attend_f32(q, n, heads, head_dim, (keys, values, layout), Some(start), scale)
 }
 
+/// [`causal_attention_bf16`] with the attended rows rounded to bf16 (`[n, heads·head_dim]`),
+/// the row operand of the output projection's tiles: the same bits as rounding the f32 result,
+/// without writing it out. `None` as for [`causal_attention_bf16`].
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_bf16_rounded(
+    q: &[f32],
+    n: usize,
+    heads: usize,
+    head_dim: usize,
+    keys: &[f32],
+    values: &[f32],
+    layout: KvLayout,
+    start: usize,
+    scale: f32,
+) -> Option<RoundedRows> {
+    f32_operands_fit(q, n, heads, head_dim, (keys, values, layout))?;
+    let mut out = RoundedRows::recycled(n, heads * head_dim);
+    let target = Target::Rounded(OutPtr(out.as_mut_ptr()), out.stride());
+    attend(Operands::F32 { q, k: keys, v: values, layout }, n, heads, head_dim, layout.len, Some(start), scale, target)?;
+    Some(out)
+}
+
 /// Bidirectional attention of the rows `qkv [n, 3·heads·head_dim]`, rounded to bf16, that
 /// hold each token's q, k and v side by side (columns `0 ..`, `D ..`, `2D ..` with `D =
 /// heads·head_dim`; head `h` at `h·head_dim ..` within each): `softmax(scale · q_h · k_hᵀ) ·
@@ -116,6 +138,16 @@ fn attend_f32(
     causal_start: Option<usize>,
     scale: f32,
 ) -> Option<Vec<f32>> {
+    f32_operands_fit(q, n, heads, hd, (k, v, layout))?;
+    let mut out = vec![0f32; n * heads * hd];
+    let target = Target::F32(OutPtr(out.as_mut_ptr()));
+    attend(Operands::F32 { q, k, v, layout }, n, heads, hd, layout.len, causal_start, scale, target)?;
+    Some(out)
+}
+
+/// `Some` when `n` f32 queries of `heads` heads of `hd` values fit the tiles and `q`, `k`, `v`
+/// hold their shapes (the keys and values as `layout`).
+fn f32_operands_fit(q: &[f32], n: usize, heads: usize, hd: usize, (k, v, layout): (&[f32], &[f32], KvLayout)) -> Option<()> {
     let d = heads * hd;
     let total = layout.len;
     let kv_extent = |buffer: &[f32]| {
@@ -133,10 +165,7 @@ fn attend_f32(
     {
         return None;
     }
-    let mut out = vec![0f32; n * d];
-    let target = Target::F32(OutPtr(out.as_mut_ptr()));
-    attend(Operands::F32 { q, k, v, layout }, n, heads, hd, total, causal_start, scale, target)?;
-    Some(out)
+    Some(())
 }
 
 /// Where the heads' queries, keys and values come from.
@@ -470,9 +499,17 @@ mod tests {
             }
             let err = crate::parity::compare(&ours, &want).rel;
             assert!(err < 1e-5, "n={n} start={start} heads={heads}/{kv_heads} hd={hd}: rel. error {err}");
+            // The rounded variant (an output projection's tile rows): exactly these values, rounded.
+            let rounded = causal_attention_bf16_rounded(&q, n, heads, hd, &k, &v, layout, start, scale).expect("heads fit");
+            let mut want = vec![bf16::ZERO; n * d];
+            round_to_bf16(&ours, &mut want);
+            assert_eq!((rounded.rows(), rounded.cols()), (n, d));
+            let got: Vec<bf16> = (0..n).flat_map(|i| rounded.row(i).to_vec()).collect();
+            assert_eq!(got, want, "rounded: n={n} start={start} heads={heads}/{kv_heads} hd={hd}");
         }
         let layout = KvLayout { heads: 2, head_stride: 64, row_stride: 32, len: 2 };
         assert!(causal_attention_bf16(&[0.0; 96], 1, 3, 32, &[0.0; 128], &[0.0; 128], layout, 1, 1.0).is_none(), "3 heads over 2");
         assert!(causal_attention_bf16(&[0.0; 64], 1, 2, 32, &[0.0; 64], &[0.0; 128], layout, 1, 1.0).is_none(), "keys too short");
+        assert!(causal_attention_bf16_rounded(&[0.0; 64], 1, 2, 32, &[0.0; 64], &[0.0; 128], layout, 1, 1.0).is_none(), "keys too short");
     }
 }
