@@ -76,6 +76,14 @@ macro_rules! multiversion {
     };
 }
 
+/// The inputs [`exp`] clamps to.
+const EXP_RANGE: (f32, f32) = (-87.0, 88.3);
+/// `ln 2` in two parts for [`exp`]'s range reduction (the high part exact in few bits).
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// [`exp`]'s polynomial in the reduced argument, highest degree first (Cephes `expf`).
+const EXP_POLYNOMIAL: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+
 /// `e^x` for `x` in f32, branch-free (Cephes `expf`: range reduction by `ln 2`, degree-6
 /// polynomial), relative error ≈ 1 ulp; inputs are clamped to [−87, 88.3].
 ///
@@ -84,20 +92,15 @@ macro_rules! multiversion {
 /// in the portable build.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
     /// 2²³: adding it to an integer-valued float in [0, 2²³) puts the integer in the mantissa.
     const MANTISSA_SHIFT: f32 = 8_388_608.0;
-    let x = x.clamp(-87.0, 88.3);
-    let n = x.mul_add(LOG2E, 0.5).floor();
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
+    let n = x.mul_add(std::f32::consts::LOG2_E, 0.5).floor();
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-    let mut p = 1.987_569_1e-4f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
+    let mut p = EXP_POLYNOMIAL[0];
+    for &coefficient in &EXP_POLYNOMIAL[1..] {
+        p = p.mul_add(r, coefficient);
+    }
     let y = (p * r).mul_add(r, r) + 1.0;
     // 2ⁿ from its biased exponent n + 127 ∈ [2, 254], without a float→int conversion (whose
     // saturation semantics keep it from vectorising).
@@ -361,13 +364,25 @@ multiversion! {
     }
 }
 
+/// The softmax numerators of one row of unscaled scores in place, `x ← e^(s − max s)` with
+/// `s = scale · x` (`scale > 0`; rounded to f32 first, as PyTorch's CPU attention scales its
+/// f32 score blocks), returning their sum (the denominator), for callers that divide later
+/// (attention divides its output rows). `max s = scale · max x` exactly: rounding a product
+/// is monotone, so no second pass is needed. With AVX-512 the [`exp`] runs on explicit
+/// vectors (`VSCALEFPS` for its `2ⁿ`; the same values bit for bit).
+pub fn softmax_numerators(x: &mut [f32], scale: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if feature_level() == FeatureLevel::Avx512 {
+        // SAFETY: the CPU has AVX-512 F (checked just above).
+        #[allow(unsafe_code)]
+        return unsafe { softmax_avx512::numerators(x, scale) };
+    }
+    softmax_numerators_portable(x, scale)
+}
+
 multiversion! {
-    /// The softmax numerators of one row of unscaled scores in place, `x ← e^(s − max s)` with
-    /// `s = scale · x` (`scale > 0`; rounded to f32 first, as PyTorch's CPU attention scales
-    /// its f32 score blocks), returning their sum (the denominator), for callers that divide
-    /// later (attention divides its output rows). `max s = scale · max x` exactly: rounding
-    /// a product is monotone, so no second pass is needed.
-    pub fn softmax_numerators(x: &mut [f32], scale: f32) -> f32 {
+    /// [`softmax_numerators`] as plain 16-lane loops (what runs without AVX-512).
+    pub fn softmax_numerators_portable(x: &mut [f32], scale: f32) -> f32 {
         let max = row_max(x) * scale;
         let mut lanes = [0f32; 16];
         let mut chunks = x.chunks_exact_mut(16);
@@ -383,6 +398,80 @@ multiversion! {
             sum += *v;
         }
         lanes.iter().sum::<f32>() + sum
+    }
+}
+
+/// [`softmax_numerators`] on explicit AVX-512 vectors: [`exp`]'s steps one for one, with its
+/// `2ⁿ` from `VSCALEFPS` (exact, as the bit construction it replaces: `n ≥ −126` after the
+/// clamp) and its `floor` from `VRNDSCALEPS`; 16-lane sums added in the portable order.
+/// Measured on 577-key rows (CLIP-L's), one core: 3.4 vs 2.5 G values/s.
+#[cfg(target_arch = "x86_64")]
+mod softmax_avx512 {
+    use super::{EXP_POLYNOMIAL, EXP_RANGE, LN2_HI, LN2_LO, exp};
+    use std::arch::x86_64::*;
+
+    /// The numerators of `x` in place and their sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn numerators(x: &mut [f32], scale: f32) -> f32 {
+        let max = row_max(x) * scale;
+        let mut chunks = x.chunks_exact_mut(16);
+        let mut lanes = [0f32; 16];
+        // SAFETY: every load and store covers one 16-value chunk of `x`, or `lanes`.
+        unsafe {
+            let (scales, maxes) = (_mm512_set1_ps(scale), _mm512_set1_ps(max));
+            let mut sums = _mm512_setzero_ps();
+            for chunk in &mut chunks {
+                let scores = _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), scales), maxes);
+                let numerators = exp16(scores);
+                _mm512_storeu_ps(chunk.as_mut_ptr(), numerators);
+                sums = _mm512_add_ps(sums, numerators);
+            }
+            _mm512_storeu_ps(lanes.as_mut_ptr(), sums);
+        }
+        let mut rest = 0.0;
+        for v in chunks.into_remainder() {
+            *v = exp(*v * scale - max);
+            rest += *v;
+        }
+        lanes.iter().sum::<f32>() + rest
+    }
+
+    /// The largest value of `x` (NaN ignored; −∞ for an empty row).
+    #[target_feature(enable = "avx512f")]
+    fn row_max(x: &[f32]) -> f32 {
+        let mut chunks = x.chunks_exact(16);
+        // SAFETY: every load covers one 16-value chunk of `x`.
+        let mut max = unsafe {
+            let mut lanes = _mm512_set1_ps(f32::NEG_INFINITY);
+            for chunk in &mut chunks {
+                // `VMAXPS` returns its second operand when either is NaN: a NaN is skipped.
+                lanes = _mm512_max_ps(_mm512_loadu_ps(chunk.as_ptr()), lanes);
+            }
+            _mm512_reduce_max_ps(lanes)
+        };
+        for &v in chunks.remainder() {
+            max = max.max(v);
+        }
+        max
+    }
+
+    /// [`exp`] of 16 values.
+    #[target_feature(enable = "avx512f")]
+    fn exp16(x: __m512) -> __m512 {
+        let c = _mm512_set1_ps;
+        // The clamp keeps a NaN (the second operand is returned when either is NaN).
+        let x = _mm512_min_ps(c(EXP_RANGE.1), _mm512_max_ps(c(EXP_RANGE.0), x));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_fmadd_ps(x, c(std::f32::consts::LOG2_E), c(0.5)));
+        let r = _mm512_fnmadd_ps(n, c(LN2_LO), _mm512_fnmadd_ps(n, c(LN2_HI), x));
+        let mut p = c(EXP_POLYNOMIAL[0]);
+        for &coefficient in &EXP_POLYNOMIAL[1..] {
+            p = _mm512_fmadd_ps(p, r, c(coefficient));
+        }
+        let y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), c(1.0));
+        _mm512_scalef_ps(y, n)
     }
 }
 
@@ -654,6 +743,27 @@ mod tests {
             }
             let total: f64 = want.iter().sum();
             assert!((sum as f64 - total).abs() < 1e-6 * total, "{sum} vs {total}");
+        }
+    }
+
+    /// The AVX-512 numerators are the portable loop's bit for bit (values, sum), on rows with
+    /// and without a remainder, scores spread past the clamp (−87) and a NaN score.
+    #[test]
+    fn softmax_numerators_paths_agree_bit_for_bit() {
+        let row: Vec<f32> = (0..613).map(|i| ((i * 7919 % 100_003) as f32) * 0.003 - 150.0).collect();
+        for (len, scale) in [(613, 0.125f32), (577, 0.0883883), (16, 1.0), (7, 0.3)] {
+            for nan in [false, true] {
+                let mut x = row[..len].to_vec();
+                if nan {
+                    x[len / 2] = f32::NAN;
+                }
+                let mut portable = x.clone();
+                let portable_sum = softmax_numerators_portable(&mut portable, scale);
+                let sum = softmax_numerators(&mut x, scale);
+                assert_eq!(sum.to_bits(), portable_sum.to_bits(), "len {len} nan {nan}");
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&x), bits(&portable), "len {len} nan {nan}");
+            }
         }
     }
 
