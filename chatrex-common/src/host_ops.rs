@@ -102,10 +102,12 @@ pub fn exp(x: f32) -> f32 {
         p = p.mul_add(r, coefficient);
     }
     let y = (p * r).mul_add(r, r) + 1.0;
-    // 2ⁿ from its biased exponent n + 127 ∈ [2, 254], without a float→int conversion (whose
-    // saturation semantics keep it from vectorising).
-    let biased = (n + 127.0 + MANTISSA_SHIFT).to_bits() - MANTISSA_SHIFT.to_bits();
-    y * f32::from_bits(biased << 23)
+    // 2ⁿ from its biased exponent n + 127 ∈ [1, 254], without a float→int conversion (whose
+    // saturation semantics keep it from vectorising): n + 127 + 2²³ is exact and holds n + 127
+    // in its low mantissa bits, and the shift by 23 drops the bits of 2²³ (0x4B00_0000 · 2²³
+    // wraps to 0).
+    let biased = (n + (127.0 + MANTISSA_SHIFT)).to_bits() << 23;
+    y * f32::from_bits(biased)
 }
 
 /// `erf(x)` (Abramowitz–Stegun 7.1.26; absolute error ≤ 4e-7 in f32), branch-free.
