@@ -183,10 +183,13 @@ impl HostClipLayer {
         {
             return Ok(out);
         }
-        // One score buffer per rayon job rather than per head: every value is overwritten,
-        // and zeroing 16 fresh [N, N] buffers per layer costs more than the softmax.
+        // One score buffer per rayon job rather than per head (every value is overwritten, and
+        // zeroing 16 fresh [N, N] buffers per layer costs more than the softmax), and one job
+        // per thread: rayon calls `init` again for every piece it splits off.
+        let per_thread = self.heads.div_ceil(rayon::current_num_threads().max(1));
         let per_head: Vec<Vec<f32>> = (0..self.heads)
             .into_par_iter()
+            .with_min_len(per_thread)
             .map_init(
                 || vec![0f32; n * n],
                 |scores, head| {

@@ -148,13 +148,22 @@ impl HostLinear {
     /// `residual ← residual + (x · Wᵀ + b) · scale` for `x [rows, in]`, `residual [rows, out]`
     /// (`scale [out]`, a layer scale; `None`: 1). With the weight in tile order, the bias,
     /// scale and sum run on the product's blocks of sums (no `[rows, out]` product is
-    /// written); otherwise the product is followed by one fused pass. Short slices compute
-    /// nothing (callers pass their layer's own shapes).
+    /// written); an f32 or f16 weight without a scale adds its product into `residual`
+    /// directly and the bias after it; otherwise the product is followed by one fused pass.
+    /// Short slices compute nothing (callers pass their layer's own shapes).
     pub fn add_to_residual(&self, x: &[f32], rows: usize, residual: &mut [f32], scale: Option<&[f32]>) {
         if let HostWeight::Tiles(tiles) = &self.weight
             && x.len() >= rows * self.d_in
             && tiles.matmul_t_residual(&crate::amx::RoundedRows::from_f32(x, rows, self.d_in), residual, Some(&self.bias), scale)
         {
+            return;
+        }
+        if let (HostWeight::InOut(w), None) = (&self.weight, scale)
+            && x.len() >= rows * self.d_in
+            && residual.len() >= rows * self.d_out
+            && w.matmul_add(&x[..rows * self.d_in], rows, &mut residual[..rows * self.d_out]).is_ok()
+        {
+            crate::host_ops::bias_activation(&mut residual[..rows * self.d_out], &self.bias, crate::host_ops::Activation::Identity);
             return;
         }
         let y = self.matmul(x, rows);
