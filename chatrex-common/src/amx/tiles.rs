@@ -8,7 +8,30 @@ pub use x86::*;
 mod x86 {
     use half::bf16;
     use std::arch::asm;
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 
+    /// Prefetches into L1 the column tiles (contiguous, one per step, 16 lines each) that the
+    /// step [`PREFETCH_STEPS`] after `step` reads from each of `tiles`: the hardware
+    /// prefetchers leave tile loads waiting on L2. Past an operand's end these are the next
+    /// block's tiles or nothing (a prefetch never faults).
+    #[inline(always)]
+    fn prefetch_column_tiles<const N: usize>(tiles: [*const bf16; N], step: usize) {
+        for tile in tiles {
+            let ahead = tile.wrapping_add((step + PREFETCH_STEPS) * TILE_VALUES).cast::<i8>();
+            for line in 0..TILE_VALUES * 2 / 64 {
+                // SAFETY: a prefetch reads nothing and never faults, whatever the address.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64)) };
+            }
+        }
+    }
+
+    /// Steps ahead whose column tiles [`multiply_steps`] prefetches. Measured on the 2×2
+    /// kernel, one core, 704 rows against Llama-7B's q (4096 × 4096) and gate (11 008 × 4096)
+    /// weights: 1.02–1.08× with 4 steps (2: 1.07×, 8: 1.05×, 16: 0.99× on the q shape); whole
+    /// stages, 2 threads: bf16 prefill 1.08–1.11×, CLIP-L 1.07×, ConvNeXt-L 1.04× (4 steps
+    /// ahead against 2 or 8: 1.01–1.04×). The split f16 kernels, with four column tiles per
+    /// step, run without it (f16 Llama prefill 0.93× with it).
+    const PREFETCH_STEPS: usize = 4;
     /// bf16 values per 32-value step of one tile row, and per tile.
     const TILE_K: usize = 32;
     const TILE_VALUES: usize = 16 * TILE_K;
@@ -142,6 +165,7 @@ mod x86 {
         unsafe {
             zero_two_sums();
             for s in 0..steps {
+                prefetch_column_tiles([b0, b1], s);
                 asm!(
                     "tileloadd tmm4, [{a} + {a_stride}*1]",
                     "tileloadd tmm6, [{b0} + {sixty_four}*1]",
@@ -407,6 +431,7 @@ mod x86 {
     #[inline(always)]
     unsafe fn multiply_steps(a: [*const bf16; 2], a_step: usize, a_stride: usize, b: [*const bf16; 2], steps: usize) {
         for s in 0..steps {
+            prefetch_column_tiles(b, s);
             // SAFETY: the caller guarantees the extents read.
             unsafe {
                 asm!(
