@@ -32,7 +32,7 @@ fn main() {
     let images = Tensor::<4>::random([1, 3, 800, 1333], Distribution::Normal(0.0, 1.0), &device);
 
     let t = Instant::now();
-    let feats = swin.forward(images);
+    let feats = swin.forward(images).expect("swin backbone");
     sync(&feats[3]);
     eprintln!("swin backbone: {:.2} s", t.elapsed().as_secs_f64());
     let t = Instant::now();

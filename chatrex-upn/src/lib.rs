@@ -40,6 +40,7 @@ pub mod preprocess;
 pub mod prompt;
 pub mod proposals;
 pub mod swin;
+mod swin_host;
 pub mod two_stage;
 
 pub use config::{SwinConfig, UpnConfig};

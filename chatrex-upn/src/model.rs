@@ -183,7 +183,7 @@ impl Upn {
 
     fn run(&self, images: Tensor<4>, prompt: PromptType, trace: bool) -> Result<(UpnOutput, Option<UpnTrace>), UpnError> {
         let images = images.cast(self.dtype.dtype());
-        let features = self.backbone.forward(images);
+        let features = self.backbone.forward(images)?;
         let levels = self.neck.forward(&features);
         let layout = LevelLayout::new(levels.iter().map(|t| (t.dims()[2], t.dims()[3])).collect());
         self.transform(levels, layout, None, prompt, trace.then_some(features))
@@ -191,12 +191,12 @@ impl Upn {
 
     /// Backbone and neck of one batch of equally sized images `[B, 3, H, W]` → the `n_levels`
     /// maps of each image, `[1, d_model, h_l, w_l]` each.
-    fn image_levels(&self, images: Tensor<4>) -> Vec<Vec<Tensor<4>>> {
+    fn image_levels(&self, images: Tensor<4>) -> Result<Vec<Vec<Tensor<4>>>, UpnError> {
         let b = images.dims()[0];
-        let levels = self.neck.forward(&self.backbone.forward(images.cast(self.dtype.dtype())));
-        (0..b)
+        let levels = self.neck.forward(&self.backbone.forward(images.cast(self.dtype.dtype()))?);
+        Ok((0..b)
             .map(|i| levels.iter().map(|t| t.clone().narrow(0, i, 1)).collect())
-            .collect()
+            .collect())
     }
 
     /// Number of decoder queries for an image with `tokens` memory tokens.
@@ -240,10 +240,10 @@ impl Upn {
         if images.is_empty() {
             return Err(UpnError::Request("no images given".into()));
         }
-        let maps = images
-            .iter()
-            .flat_map(|image| self.image_levels(image.clone().unsqueeze::<4>()))
-            .collect();
+        let mut maps = Vec::with_capacity(images.len());
+        for image in images {
+            maps.extend(self.image_levels(image.clone().unsqueeze::<4>())?);
+        }
         self.transform_images(maps, prompt)
     }
 
@@ -366,7 +366,7 @@ impl Upn {
         let mut batches: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for members in sizes.values() {
             let batch = Tensor::stack(members.iter().map(|&i| inputs[i].clone()).collect(), 0);
-            for (&i, levels) in members.iter().zip(self.image_levels(batch)) {
+            for (&i, levels) in members.iter().zip(self.image_levels(batch)?) {
                 let tokens = levels.iter().map(|t| t.dims()[2] * t.dims()[3]).sum();
                 batches.entry(self.queries_for(tokens)).or_default().push(i);
                 maps[i] = levels;

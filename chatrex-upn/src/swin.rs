@@ -2,12 +2,14 @@
 //! (shifted) window attention with relative position bias, patch merging, and a LayerNorm on
 //! each stage's output.
 
+use crate::UpnError;
 use crate::config::SwinConfig;
+use crate::swin_host::HostWindowAttention;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Bool, Tensor, TensorData};
-use chatrex_common::layers::{Activation, Conv2d, Conv2dSpec, FeedForward, LayerNorm, Linear, NormPlacement};
+use chatrex_common::layers::{Activation, Conv2d, Conv2dSpec, FeedForward, HostLayerNorm, HostLinear, LayerNorm, Linear, NormPlacement};
 use chatrex_common::weights::WeightLoader;
 
 /// LayerNorm epsilon of every Swin norm (PyTorch default).
@@ -37,12 +39,20 @@ struct SwinStage {
 
 #[derive(Debug, Clone)]
 struct SwinBlock {
-    norm1: LayerNorm,
-    attn: WindowAttention,
+    /// `x + attn(norm1(x))`, as Burn tensors or in host memory.
+    attention: BlockAttention,
     /// `x + mlp.fc2(GELU(mlp.fc1(norm2(x))))`.
     mlp: FeedForward,
     window: usize,
     shift: usize,
+}
+
+/// A block's attention half on whichever path the device runs fastest.
+#[derive(Debug, Clone)]
+enum BlockAttention {
+    Tensor(Box<(LayerNorm, WindowAttention)>),
+    /// The CPU backend: the map as host rows (`swin_host.rs`).
+    Host(Box<HostWindowAttention>),
 }
 
 #[derive(Debug, Clone)]
@@ -76,20 +86,28 @@ fn relative_position_index(w: usize) -> Vec<usize> {
     index
 }
 
+/// The relative position bias of `vb`'s table gathered for every query/key pair of a window:
+/// `[heads, N, N]`, N = window².
+fn relative_bias(vb: &WeightLoader, heads: usize, window: usize) -> Vec<f32> {
+    let n = window * window;
+    let table_rows = (2 * window - 1) * (2 * window - 1);
+    let table = vb.host_f32("relative_position_bias_table", &[table_rows, heads]);
+    // The stored index buffer is the standard one; we derive it from the window size.
+    vb.ignore("relative_position_index");
+    let index = relative_position_index(window);
+    let mut bias = vec![0f32; heads * n * n];
+    for (ij, &row) in index.iter().enumerate() {
+        for h in 0..heads {
+            bias[h * n * n + ij] = table[row * heads + h];
+        }
+    }
+    bias
+}
+
 impl WindowAttention {
     fn load(vb: &WeightLoader, dim: usize, heads: usize, window: usize) -> Self {
         let n = window * window;
-        let table_rows = (2 * window - 1) * (2 * window - 1);
-        let table = vb.host_f32("relative_position_bias_table", &[table_rows, heads]);
-        // The stored index buffer is the standard one; we derive it from the window size.
-        vb.ignore("relative_position_index");
-        let index = relative_position_index(window);
-        let mut bias = vec![0f32; heads * n * n];
-        for (ij, &row) in index.iter().enumerate() {
-            for h in 0..heads {
-                bias[h * n * n + ij] = table[row * heads + h];
-            }
-        }
+        let bias = relative_bias(vb, heads, window);
         let relative_bias = Tensor::from_data(
             TensorData::new(bias, [heads, n, n]),
             (vb.device(), vb.dtype().dtype()),
@@ -184,9 +202,25 @@ fn shift_mask(hp: usize, wp: usize, w: usize, shift: usize) -> Vec<bool> {
 impl SwinBlock {
     fn load(vb: &WeightLoader, dim: usize, heads: usize, window: usize, shift: usize, mlp_ratio: f64) -> Self {
         let hidden = (dim as f64 * mlp_ratio) as usize;
+        let attention = if chatrex_common::device::is_host_cpu(vb.device()) {
+            let attn = vb.pp("attn");
+            BlockAttention::Host(Box::new(HostWindowAttention {
+                norm1: HostLayerNorm::load(&vb.pp("norm1"), dim, LN_EPS),
+                qkv: HostLinear::load(&attn.pp("qkv"), dim, 3 * dim, true),
+                proj: HostLinear::load(&attn.pp("proj"), dim, dim, true),
+                heads,
+                relative_bias: relative_bias(&attn, heads, window),
+                window,
+                shift,
+            }))
+        } else {
+            BlockAttention::Tensor(Box::new((
+                LayerNorm::load(&vb.pp("norm1"), dim, LN_EPS),
+                WindowAttention::load(&vb.pp("attn"), dim, heads, window),
+            )))
+        };
         Self {
-            norm1: LayerNorm::load(&vb.pp("norm1"), dim, LN_EPS),
-            attn: WindowAttention::load(&vb.pp("attn"), dim, heads, window),
+            attention,
             mlp: FeedForward::load(
                 &vb.pp("norm2"),
                 &vb.pp("mlp.fc1"),
@@ -202,14 +236,29 @@ impl SwinBlock {
         }
     }
 
-    /// `[B, H, W, C]` → `[B, H, W, C]`; `mask` is the shift mask for the padded size.
-    fn forward(&self, x: Tensor<4>, mask: Option<&Tensor<4, Bool>>) -> Tensor<4> {
+    /// `[B, H, W, C]` → `[B, H, W, C]`; `mask` is the shift mask for the padded size, as a
+    /// tensor `[B·nW, 1, N, N]` and as one image's host values `[nW, N, N]`.
+    fn forward(&self, x: Tensor<4>, mask: Option<&Tensor<4, Bool>>, host_mask: Option<&[bool]>) -> Result<Tensor<4>, UpnError> {
+        let (norm1, attn) = match &self.attention {
+            BlockAttention::Tensor(layers) => (&layers.0, &layers.1),
+            BlockAttention::Host(attention) => {
+                let shape = x.dims();
+                let (device, dtype) = (x.device(), x.dtype());
+                let mut rows = chatrex_common::device::read_f32(x).map_err(UpnError::Backend)?;
+                let [b, h, w, c] = shape;
+                attention.add_forward(&mut rows, (b, h, w, c), host_mask).map_err(UpnError::Backend)?;
+                if !self.mlp.forward_host_rows(&mut rows) {
+                    return Err(UpnError::Backend("Swin block: the MLP's weights are not in host memory".into()));
+                }
+                return Ok(Tensor::<4>::from_data(TensorData::new(rows, shape), &device).cast(dtype));
+            }
+        };
         let [b, h, w, c] = x.dims();
         let ws = self.window;
         let (pad_b, pad_r) = ((ws - h % ws) % ws, (ws - w % ws) % ws);
         let (hp, wp) = (h + pad_b, w + pad_r);
         let shortcut = x.clone();
-        let mut y = self.norm1.forward(x);
+        let mut y = norm1.forward(x);
         if pad_b > 0 || pad_r > 0 {
             y = y.pad([(0, 0), (0, pad_b), (0, pad_r), (0, 0)], PadMode::Constant(0.0));
         }
@@ -217,7 +266,7 @@ impl SwinBlock {
         if self.shift > 0 {
             y = y.roll(&[-s, -s], &[1, 2]);
         }
-        let windows = self.attn.forward(window_partition(y, ws), mask.filter(|_| self.shift > 0));
+        let windows = attn.forward(window_partition(y, ws), mask.filter(|_| self.shift > 0));
         let mut y = window_reverse(windows, ws, b, hp, wp);
         if self.shift > 0 {
             y = y.roll(&[s, s], &[1, 2]);
@@ -225,7 +274,7 @@ impl SwinBlock {
         if pad_b > 0 || pad_r > 0 {
             y = y.slice([0..b, 0..h, 0..w, 0..c]);
         }
-        self.mlp.forward(shortcut + y)
+        Ok(self.mlp.forward(shortcut + y))
     }
 }
 
@@ -257,25 +306,24 @@ impl PatchMerging {
 
 impl SwinStage {
     /// `[B, H, W, C]` → (stage output `[B, H, W, C]`, next stage input).
-    fn forward(&self, mut x: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
-        let [_, h, w, _] = x.dims();
+    fn forward(&self, mut x: Tensor<4>) -> Result<(Tensor<4>, Option<Tensor<4>>), UpnError> {
+        let [b, h, w, _] = x.dims();
         let ws = self.window;
         let (hp, wp) = (h.div_ceil(ws) * ws, w.div_ceil(ws) * ws);
         let needs_mask = self.blocks.iter().any(|b| b.shift > 0);
-        let mask = needs_mask.then(|| {
-            let shift = ws / 2;
+        let host_mask = needs_mask.then(|| shift_mask(hp, wp, ws, ws / 2));
+        let tensor_blocks = self.blocks.iter().any(|b| matches!(b.attention, BlockAttention::Tensor(_)));
+        let mask = host_mask.as_ref().filter(|_| tensor_blocks).map(|one| {
             let nw = (hp / ws) * (wp / ws);
             let n = ws * ws;
-            let b = x.dims()[0];
-            let one = shift_mask(hp, wp, ws, shift);
             let all: Vec<bool> = (0..b).flat_map(|_| one.iter().copied()).collect();
             Tensor::<4, Bool>::from_data(TensorData::new(all, [b * nw, 1, n, n]), &x.device())
         });
         for block in &self.blocks {
-            x = block.forward(x, mask.as_ref());
+            x = block.forward(x, mask.as_ref(), host_mask.as_deref())?;
         }
         let down = self.downsample.as_ref().map(|d| d.forward(x.clone()));
-        (x, down)
+        Ok((x, down))
     }
 }
 
@@ -336,7 +384,8 @@ impl SwinTransformer {
     }
 
     /// `[B, 3, H, W]` → one normed map per stage, `[B, C_i, H_i, W_i]` (strides 4, 8, 16, 32).
-    pub fn forward(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+    /// Errors when the CPU backend cannot read a map back into host memory.
+    pub fn forward(&self, images: Tensor<4>) -> Result<Vec<Tensor<4>>, UpnError> {
         let [_, _, h, w] = images.dims();
         let p = self.patch_embed.patch;
         let (pad_b, pad_r) = ((p - h % p) % p, (p - w % p) % p);
@@ -350,11 +399,11 @@ impl SwinTransformer {
         let mut outs = Vec::with_capacity(self.stages.len());
         for (stage, norm) in self.stages.iter().zip(&self.out_norms) {
             let Some(input) = x.take() else { break };
-            let (out, next) = stage.forward(input);
+            let (out, next) = stage.forward(input)?;
             outs.push(norm.forward(out).permute([0, 3, 1, 2]));
             x = next;
         }
-        outs
+        Ok(outs)
     }
 }
 
@@ -369,6 +418,41 @@ mod tests {
             relative_position_index(2),
             vec![4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4]
         );
+    }
+
+    /// The host path of a block (windows gathered from the map, padding and shift folded into
+    /// the indices) against the tensor path (pad, roll, partition, Burn's attention, reverse)
+    /// on the same weights: two images whose map is no multiple of the window, shifted and
+    /// not. Both compute in f32 (measured 1.5e-7 apart); the shift mask left out gives 0.19.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn host_block_matches_the_tensor_block() {
+        let device = burn::tensor::Device::flex();
+        let (dim, heads, window) = (32, 2, 4);
+        let (b, h, w) = (2, 9, 11);
+        let x = Tensor::<4>::random([b, h, w, dim], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        for shift in [0, window / 2] {
+            let vb = WeightLoader::random(3, &device, chatrex_common::weights::WeightDType::F32);
+            let host = SwinBlock::load(&vb, dim, heads, window, shift, 4.0);
+            assert!(matches!(host.attention, BlockAttention::Host(_)));
+            let vb = WeightLoader::random(3, &device, chatrex_common::weights::WeightDType::F32);
+            let mut tensor = SwinBlock::load(&vb, dim, heads, window, shift, 4.0);
+            tensor.attention = BlockAttention::Tensor(Box::new((
+                LayerNorm::load(&vb.pp("norm1"), dim, LN_EPS),
+                WindowAttention::load(&vb.pp("attn"), dim, heads, window),
+            )));
+            let (hp, wp) = (h.div_ceil(window) * window, w.div_ceil(window) * window);
+            let one = shift_mask(hp, wp, window, window / 2);
+            let (nw, n) = ((hp / window) * (wp / window), window * window);
+            let all: Vec<bool> = (0..b).flat_map(|_| one.iter().copied()).collect();
+            let mask = Tensor::<4, Bool>::from_data(TensorData::new(all, [b * nw, 1, n, n]), &device);
+            let ours = host.forward(x.clone(), None, Some(&one)).unwrap();
+            let theirs = tensor.forward(x.clone(), Some(&mask), None).unwrap();
+            let values = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+            let between = chatrex_common::parity::compare(&values(ours), &values(theirs));
+            println!("shift {shift}: host vs tensor block {between}");
+            assert!(between.rel < 1e-5, "shift {shift}: {between}");
+        }
     }
 
     #[test]

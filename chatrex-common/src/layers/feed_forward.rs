@@ -114,6 +114,22 @@ impl FeedForward {
         }
     }
 
+    /// The block on host rows `x [N, d]`, in place, for callers that keep their activations in
+    /// host memory; `false` (nothing computed) when the weights are tensors or `x` is not a
+    /// whole number of rows.
+    pub fn forward_host_rows(&self, x: &mut [f32]) -> bool {
+        let Layers::Host(layers) = &self.layers else {
+            return false;
+        };
+        let HostLayers { norm, fc1, fc2 } = layers.as_ref();
+        let d = fc1.d_in();
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return false;
+        }
+        self.forward_rows(norm, fc1, fc2, x);
+        true
+    }
+
     /// The host path over rows `x [N, d]`, in place.
     fn forward_rows(&self, norm: &HostLayerNorm, fc1: &HostLinear, fc2: &HostLinear, x: &mut [f32]) {
         let activation = match self.activation {
