@@ -448,7 +448,7 @@ mod tests {
             let mask = Tensor::<4, Bool>::from_data(TensorData::new(all, [b * nw, 1, n, n]), &device);
             let ours = host.forward(x.clone(), None, Some(&one)).unwrap();
             let theirs = tensor.forward(x.clone(), Some(&mask), None).unwrap();
-            let values = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+            let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
             let between = chatrex_common::parity::compare(&values(ours), &values(theirs));
             println!("shift {shift}: host vs tensor block {between}");
             assert!(between.rel < 1e-5, "shift {shift}: {between}");
