@@ -6,7 +6,7 @@
 //! each a strided copy of the whole map.
 
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
-use chatrex_common::host_ops::softmax_row;
+use chatrex_common::host_ops::softmax_row_biased;
 use chatrex_common::layers::{HostLayerNorm, HostLinear};
 use rayon::prelude::*;
 
@@ -86,10 +86,7 @@ impl HostWindowAttention {
                     let bias = &self.relative_bias[head * n * n..(head + 1) * n * n];
                     let masked = mask.map(|m| &m[window * n * n..(window + 1) * n * n]);
                     for (i, row) in scores.chunks_exact_mut(n).enumerate() {
-                        for (j, s) in row.iter_mut().enumerate() {
-                            *s = if masked.is_some_and(|m| m[i * n + j]) { f32::NEG_INFINITY } else { *s + bias[i * n + j] };
-                        }
-                        softmax_row(row);
+                        softmax_row_biased(row, &bias[i * n..(i + 1) * n], masked.map(|m| &m[i * n..(i + 1) * n]));
                     }
                     matmul_strided(view(scores, n, n, n, 1), view(v, n, hd, 3 * c, 1), 1.0, out, hd)?;
                     for (dst, src) in rows_out.chunks_exact_mut(c).zip(out.chunks_exact(hd)) {
