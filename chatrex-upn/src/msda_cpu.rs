@@ -32,14 +32,78 @@ pub fn msda_core_cpu(
     let starts = layout.starts();
     let shapes = &layout.shapes;
     let mut out = vec![0f32; b * lq * m * d];
-    out.par_chunks_mut(m * d).enumerate().for_each(|(row, dst)| {
-        let batch = row / lq;
+    let sampling = Sampling { value: &value, loc: &loc, aw: &aw, starts: &starts, shapes, extents, dims: (s, m, d, l, p), lq };
+    let sample_row = sampling.row_kernel();
+    out.par_chunks_mut(m * d).enumerate().for_each(|(row, dst)| sample_row(&sampling, row, dst));
+    Some(Tensor::from_data(TensorData::new(out, [b, lq, m * d]), &device))
+}
+
+/// The host operands of one call, as [`msda_core_cpu`] reads them.
+struct Sampling<'a> {
+    value: &'a [f32],
+    loc: &'a [f32],
+    aw: &'a [f32],
+    starts: &'a [usize],
+    shapes: &'a [(usize, usize)],
+    extents: Option<&'a [Vec<(usize, usize)>]>,
+    /// `(S, M, D, L, P)`.
+    dims: (usize, usize, usize, usize, usize),
+    lq: usize,
+}
+
+impl Sampling<'_> {
+    /// The kernel of one output row compiled for the best instruction set this CPU has (the
+    /// workspace builds for baseline x86-64, where `floor` is a libm call and the `D`-wide sums
+    /// run four lanes at a time); the same arithmetic, so the same bits, on every path.
+    fn row_kernel(&self) -> fn(&Self, usize, &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return |s, row, dst| {
+                    // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (checked above).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        s.row_avx512(row, dst)
+                    }
+                };
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return |s, row, dst| {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        s.row_avx2(row, dst)
+                    }
+                };
+            }
+        }
+        Self::row
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn row_avx512(&self, row: usize, dst: &mut [f32]) {
+        self.row(row, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_avx2(&self, row: usize, dst: &mut [f32]) {
+        self.row(row, dst)
+    }
+
+    /// Output row `row` (`[M·D]`: every head's samples summed).
+    #[inline(always)]
+    fn row(&self, row: usize, dst: &mut [f32]) {
+        let (s, m, d, l, p) = self.dims;
+        let (value, loc, aw, starts, shapes) = (self.value, self.loc, self.aw, self.starts, self.shapes);
+        let batch = row / self.lq;
         let value_b = &value[batch * s * m * d..(batch + 1) * s * m * d];
         for head in 0..m {
             let acc = &mut dst[head * d..(head + 1) * d];
             for level in 0..l {
                 let (h, w) = shapes[level];
-                let (scale_h, scale_w) = extents.map_or((h, w), |e| e[batch][level]);
+                let (scale_h, scale_w) = self.extents.map_or((h, w), |e| e[batch][level]);
                 let start = starts[level];
                 for point in 0..p {
                     let idx = (((row * m + head) * l + level) * p) + point;
@@ -72,6 +136,5 @@ pub fn msda_core_cpu(
                 }
             }
         }
-    });
-    Some(Tensor::from_data(TensorData::new(out, [b, lq, m * d]), &device))
+    }
 }
