@@ -236,20 +236,29 @@ impl SwinBlock {
         }
     }
 
+    /// The block on the map's host rows `x [B, H, W, C]`, in place (`host_mask`: the shift mask
+    /// `[nW, N, N]` of one image). Errors for a block whose weights are tensors.
+    fn forward_host(&self, x: &mut [f32], [b, h, w, c]: [usize; 4], host_mask: Option<&[bool]>) -> Result<(), UpnError> {
+        let BlockAttention::Host(attention) = &self.attention else {
+            return Err(UpnError::Backend("Swin block: the attention's weights are not in host memory".into()));
+        };
+        attention.add_forward(x, (b, h, w, c), host_mask).map_err(UpnError::Backend)?;
+        if !self.mlp.forward_host_rows(x) {
+            return Err(UpnError::Backend("Swin block: the MLP's weights are not in host memory".into()));
+        }
+        Ok(())
+    }
+
     /// `[B, H, W, C]` → `[B, H, W, C]`; `mask` is the shift mask for the padded size, as a
     /// tensor `[B·nW, 1, N, N]` and as one image's host values `[nW, N, N]`.
     fn forward(&self, x: Tensor<4>, mask: Option<&Tensor<4, Bool>>, host_mask: Option<&[bool]>) -> Result<Tensor<4>, UpnError> {
         let (norm1, attn) = match &self.attention {
             BlockAttention::Tensor(layers) => (&layers.0, &layers.1),
-            BlockAttention::Host(attention) => {
+            BlockAttention::Host(_) => {
                 let shape = x.dims();
                 let (device, dtype) = (x.device(), x.dtype());
                 let mut rows = chatrex_common::device::read_f32(x).map_err(UpnError::Backend)?;
-                let [b, h, w, c] = shape;
-                attention.add_forward(&mut rows, (b, h, w, c), host_mask).map_err(UpnError::Backend)?;
-                if !self.mlp.forward_host_rows(&mut rows) {
-                    return Err(UpnError::Backend("Swin block: the MLP's weights are not in host memory".into()));
-                }
+                self.forward_host(&mut rows, shape, host_mask)?;
                 return Ok(Tensor::<4>::from_data(TensorData::new(rows, shape), &device).cast(dtype));
             }
         };
@@ -319,8 +328,19 @@ impl SwinStage {
             let all: Vec<bool> = (0..b).flat_map(|_| one.iter().copied()).collect();
             Tensor::<4, Bool>::from_data(TensorData::new(all, [b * nw, 1, n, n]), &x.device())
         });
-        for block in &self.blocks {
-            x = block.forward(x, mask.as_ref(), host_mask.as_deref())?;
+        if tensor_blocks {
+            for block in &self.blocks {
+                x = block.forward(x, mask.as_ref(), host_mask.as_deref())?;
+            }
+        } else {
+            // The CPU backend: the map stays host rows from the first block to the last.
+            let shape = x.dims();
+            let (device, dtype) = (x.device(), x.dtype());
+            let mut rows = chatrex_common::device::read_f32(x).map_err(UpnError::Backend)?;
+            for block in &self.blocks {
+                block.forward_host(&mut rows, shape, host_mask.as_deref())?;
+            }
+            x = Tensor::<4>::from_data(TensorData::new(rows, shape), &device).cast(dtype);
         }
         let down = self.downsample.as_ref().map(|d| d.forward(x.clone()));
         Ok((x, down))
