@@ -370,9 +370,10 @@ multiversion! {
 
 multiversion! {
     /// Softmax of one row of scores plus `bias` (as long as the row) in place, the entries
-    /// where `mask` is `true` left out (exactly zero; `None`: none). Probabilities below the
-    /// smallest normal f32 are zero: a subnormal slows every product it enters by orders of
-    /// magnitude (measured: a Swin window's probabilities times its values 10× slower).
+    /// where `mask` is `true` left out (exactly zero; `None`: none; a row masked whole is all
+    /// zeros). Probabilities below the smallest normal f32 are zero: a subnormal slows every
+    /// product it enters by orders of magnitude (measured: a Swin window's probabilities
+    /// times its values 10× slower).
     pub fn softmax_row_biased(x: &mut [f32], bias: &[f32], mask: Option<&[bool]>) {
         let n = x.len().min(bias.len()).min(mask.map_or(usize::MAX, <[bool]>::len));
         let (x, bias) = (&mut x[..n], &bias[..n]);
@@ -397,9 +398,11 @@ multiversion! {
             }
         }
         let sum = lane_sum(x, |v| v);
-        let (inv, smallest) = (1.0 / sum, f32::MIN_POSITIVE * sum);
-        for v in x.iter_mut() {
-            *v = if *v < smallest { 0.0 } else { *v * inv };
+        if sum > 0.0 {
+            let (inv, smallest) = (1.0 / sum, f32::MIN_POSITIVE * sum);
+            for v in x.iter_mut() {
+                *v = if *v < smallest { 0.0 } else { *v * inv };
+            }
         }
     }
 }
@@ -805,6 +808,9 @@ mod tests {
                 assert!((f64::from(p[j]) - want).abs() < 1e-7, "masked {masked} entry {j}: {} vs {want}", p[j]);
             }
         }
+        let mut hidden = vec![1.0f32; 5];
+        softmax_row_biased(&mut hidden, &[0.0; 5], Some(&[true; 5]));
+        assert_eq!(hidden, vec![0.0; 5], "a row masked whole");
         let mut far = vec![0.0f32, -95.0, -200.0, 1.0];
         softmax_row_biased(&mut far, &[0.0; 4], None);
         // e^-95 and e^-200 (f32 subnormal or zero) come out zero or at most e^-87 (the exp's clamp):

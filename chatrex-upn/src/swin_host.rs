@@ -49,6 +49,7 @@ impl HostWindowAttention {
             || self.qkv.d_in() != c
             || self.qkv.d_out() != 3 * c
             || self.proj.d_in() != c
+            || self.proj.d_out() != c
             || !c.is_multiple_of(heads)
             || self.relative_bias.len() != heads * n * n
             || mask.is_some_and(|m| m.len() != windows * n * n)
