@@ -28,9 +28,10 @@ mod x86 {
     /// Steps ahead whose column tiles [`multiply_steps`] prefetches. Measured on the 2×2
     /// kernel, one core, 704 rows against Llama-7B's q (4096 × 4096) and gate (11 008 × 4096)
     /// weights: 1.02–1.08× with 4 steps (2: 1.07×, 8: 1.05×, 16: 0.99× on the q shape); whole
-    /// stages, 2 threads: bf16 prefill 1.08–1.11×, CLIP-L 1.07×, ConvNeXt-L 1.04× (4 steps
-    /// ahead against 2 or 8: 1.01–1.04×). The split f16 kernels, with four column tiles per
-    /// step, run without it (f16 Llama prefill 0.93× with it).
+    /// stages, 2 threads, one binary with the prefetch toggled, both orders: bf16 prefill
+    /// 1.04–1.06×, CLIP-L 1.06× (4 steps ahead against 2 or 8: 1.01–1.04×). The split f16
+    /// kernels, with four column tiles per step, run without it (f16 Llama prefill 0.93× with
+    /// all four; the two high-part tiles alone: 1.03× and 1.00× in the two orders).
     const PREFETCH_STEPS: usize = 4;
     /// bf16 values per 32-value step of one tile row, and per tile.
     const TILE_K: usize = 32;
