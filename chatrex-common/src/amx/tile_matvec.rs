@@ -81,6 +81,12 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512 F and BF16; every `tiles[b]` holds `steps · 512` values, `pairs`
     /// `steps · 16`, `out` `N · 16`.
+    /// Steps (1 KB of tiles per block) ahead that the weight is prefetched into L1, two lines
+    /// per two loaded. Measured on decode (32 steps, 2 threads, one binary with the prefetch
+    /// toggled, both orders): Llama-7B layers 1.11× / 1.04×, Qwen2.5-0.5B 1.13× / 1.00×;
+    /// 4 steps ahead against 8: 1.01× / 1.03× (within the harness's order effect), 32: level.
+    const PREFETCH_STEPS: usize = 8;
+
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn blocks<const N: usize>(tiles: [&[bf16]; N], pairs: &[u32], steps: usize, out: &mut [f32]) {
         let mut even = [_mm512_setzero_ps(); N];
@@ -94,6 +100,11 @@ mod x86 {
                     let x1 = _mm512_set1_epi32(*pairs.get_unchecked(s * TILE_ROWS + r + 1) as i32);
                     for b in 0..N {
                         let row = tiles[b].as_ptr().add(s * TILE_VALUES + r * 2 * TILE_ROWS);
+                        // The same two lines PREFETCH_STEPS steps ahead (past a block's end:
+                        // the next block's tiles or nothing; a prefetch never faults).
+                        let ahead = row.wrapping_add(PREFETCH_STEPS * TILE_VALUES).cast::<i8>();
+                        _mm_prefetch::<_MM_HINT_T0>(ahead);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
                         let w0 = _mm512_loadu_si512(row.cast());
                         let w1 = _mm512_loadu_si512(row.add(2 * TILE_ROWS).cast());
                         even[b] = _mm512_dpbf16_ps(even[b], std::mem::transmute::<__m512i, __m512bh>(w0), std::mem::transmute::<__m512i, __m512bh>(x0));
