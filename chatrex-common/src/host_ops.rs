@@ -134,6 +134,16 @@ pub fn quick_gelu(x: f32) -> f32 {
     x / (1.0 + exp(-1.702 * x))
 }
 
+/// `x ← x / sum` for softmax numerators `x` and their `sum`, with every probability below
+/// the smallest normal f32 set to zero (a subnormal slows every product it enters).
+#[inline(always)]
+fn normalise_flushing_subnormals(x: &mut [f32], sum: f32) {
+    let (inv, smallest) = (1.0 / sum, f32::MIN_POSITIVE * sum);
+    for v in x.iter_mut() {
+        *v = if *v < smallest { 0.0 } else { *v * inv };
+    }
+}
+
 /// Sum of a slice with 16 independent accumulators (vectorisable).
 #[inline(always)]
 fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -361,10 +371,7 @@ multiversion! {
             *v = exp(*v - max);
         }
         let sum = lane_sum(x, |v| v);
-        let (inv, smallest) = (1.0 / sum, f32::MIN_POSITIVE * sum);
-        for v in x.iter_mut() {
-            *v = if *v < smallest { 0.0 } else { *v * inv };
-        }
+        normalise_flushing_subnormals(x, sum);
     }
 }
 
@@ -399,10 +406,7 @@ multiversion! {
         }
         let sum = lane_sum(x, |v| v);
         if sum > 0.0 {
-            let (inv, smallest) = (1.0 / sum, f32::MIN_POSITIVE * sum);
-            for v in x.iter_mut() {
-                *v = if *v < smallest { 0.0 } else { *v * inv };
-            }
+            normalise_flushing_subnormals(x, sum);
         }
     }
 }

@@ -199,6 +199,16 @@ fn shift_mask(hp: usize, wp: usize, w: usize, shift: usize) -> Vec<bool> {
     mask
 }
 
+/// `map [B, H, W, C]` read back into host rows, changed in place by `f`, and uploaded again in
+/// its dtype.
+fn on_host_rows(map: Tensor<4>, f: impl FnOnce(&mut [f32], [usize; 4]) -> Result<(), UpnError>) -> Result<Tensor<4>, UpnError> {
+    let shape = map.dims();
+    let (device, dtype) = (map.device(), map.dtype());
+    let mut rows = chatrex_common::device::read_f32(map).map_err(UpnError::Backend)?;
+    f(&mut rows, shape)?;
+    Ok(Tensor::<4>::from_data(TensorData::new(rows, shape), &device).cast(dtype))
+}
+
 impl SwinBlock {
     fn load(vb: &WeightLoader, dim: usize, heads: usize, window: usize, shift: usize, mlp_ratio: f64) -> Self {
         let hidden = (dim as f64 * mlp_ratio) as usize;
@@ -254,13 +264,7 @@ impl SwinBlock {
     fn forward(&self, x: Tensor<4>, mask: Option<&Tensor<4, Bool>>, host_mask: Option<&[bool]>) -> Result<Tensor<4>, UpnError> {
         let (norm1, attn) = match &self.attention {
             BlockAttention::Tensor(layers) => (&layers.0, &layers.1),
-            BlockAttention::Host(_) => {
-                let shape = x.dims();
-                let (device, dtype) = (x.device(), x.dtype());
-                let mut rows = chatrex_common::device::read_f32(x).map_err(UpnError::Backend)?;
-                self.forward_host(&mut rows, shape, host_mask)?;
-                return Ok(Tensor::<4>::from_data(TensorData::new(rows, shape), &device).cast(dtype));
-            }
+            BlockAttention::Host(_) => return on_host_rows(x, |rows, shape| self.forward_host(rows, shape, host_mask)),
         };
         let [b, h, w, c] = x.dims();
         let ws = self.window;
@@ -334,13 +338,9 @@ impl SwinStage {
             }
         } else {
             // The CPU backend: the map stays host rows from the first block to the last.
-            let shape = x.dims();
-            let (device, dtype) = (x.device(), x.dtype());
-            let mut rows = chatrex_common::device::read_f32(x).map_err(UpnError::Backend)?;
-            for block in &self.blocks {
-                block.forward_host(&mut rows, shape, host_mask.as_deref())?;
-            }
-            x = Tensor::<4>::from_data(TensorData::new(rows, shape), &device).cast(dtype);
+            x = on_host_rows(x, |rows, shape| {
+                self.blocks.iter().try_for_each(|block| block.forward_host(rows, shape, host_mask.as_deref()))
+            })?;
         }
         let down = self.downsample.as_ref().map(|d| d.forward(x.clone()));
         Ok((x, down))
