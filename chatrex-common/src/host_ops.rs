@@ -375,6 +375,141 @@ multiversion! {
     }
 }
 
+/// Numerators below this (relative to the largest, 1) are dropped by
+/// [`attend_one_position_span`]: they change no f32 sum, and their products with the values
+/// could fall below the normal range, where each product is a slow microcode assist.
+const NEGLIGIBLE_NUMERATOR: f32 = 1e-30;
+
+/// Attention of one new position (a decode step) over a span of cached positions, for the
+/// query heads sharing one key/value head: `q [group·D]` against `keys, values [len, D]`.
+/// For each head `i`, with `s_ij = scale · q_i·k_j`: `max[i] = max_j s_ij`,
+/// `sum[i] = Σ_j e^(s_ij − max[i])` and `out [group·D]` row `i` `= Σ_j e^(s_ij − max[i]) · v_j`
+/// (not yet divided by the sum, so that spans merge: [`merge_attention_spans`]).
+/// `scores [group·len]` is scratch. Each key and value row is read once for the whole group.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_one_position_span(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    d: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+    (max, sum): (&mut [f32], &mut [f32]),
+) {
+    let len = keys.len() / d;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512 F was detected.
+    #[allow(unsafe_code)]
+    let scored = feature_level() == FeatureLevel::Avx512 && unsafe { one_position_avx512::scores(q, keys, d, scale, scores) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let scored = false;
+    if !scored {
+        one_position_scores(q, keys, d, scale, scores);
+    }
+    for ((row, max), sum) in scores.chunks_exact_mut(len).zip(max.iter_mut()).zip(sum.iter_mut()) {
+        *max = row_max(row);
+        *sum = softmax_numerators(row, 1.0);
+        for v in row.iter_mut() {
+            if *v < NEGLIGIBLE_NUMERATOR {
+                *v = 0.0;
+            }
+        }
+    }
+    weighted_value_rows(scores, values, d, out);
+}
+
+/// Merges the spans of [`attend_one_position_span`] into the attention of each head:
+/// `spans` holds, per span, `(max [heads], sum [heads], out [heads·D])`; `out [heads·D]`
+/// (overwritten) `= Σ_s e^(max_s − M) · out_s / Σ_s e^(max_s − M) · sum_s`, `M` the largest
+/// `max_s`, per head.
+pub fn merge_attention_spans<'a>(spans: impl Iterator<Item = (&'a [f32], &'a [f32], &'a [f32])> + Clone, d: usize, out: &mut [f32]) {
+    for (head, out) in out.chunks_exact_mut(d).enumerate() {
+        let top = spans.clone().map(|(max, _, _)| max[head]).fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0;
+        out.fill(0.0);
+        for (max, sum, partial) in spans.clone() {
+            let weight = exp(max[head] - top);
+            total += weight * sum[head];
+            for (o, p) in out.iter_mut().zip(&partial[head * d..(head + 1) * d]) {
+                *o += weight * p;
+            }
+        }
+        let inverse = 1.0 / total;
+        for o in out.iter_mut() {
+            *o *= inverse;
+        }
+    }
+}
+
+multiversion! {
+    /// `scores [group·len]`: row `i` holds `scale · q_i·k_j` for the `group` query heads
+    /// `q [group·D]` and the keys `[len, D]` (the portable build of
+    /// [`attend_one_position_span`]'s scores).
+    pub fn one_position_scores(q: &[f32], keys: &[f32], d: usize, scale: f32, scores: &mut [f32]) {
+        let len = keys.len() / d;
+        for (j, key) in keys.chunks_exact(d).enumerate() {
+            for (i, q) in q.chunks_exact(d).enumerate() {
+                scores[i * len + j] = scale * q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>();
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out [group·D] = P · V`: head `i`'s row is `Σ_j P[i][j] · V[j]` for probabilities
+    /// `p [group·len]` and values `[len, D]`; each value row is read once for all heads.
+    pub fn weighted_value_rows(p: &[f32], values: &[f32], d: usize, out: &mut [f32]) {
+        let len = values.len() / d;
+        out.fill(0.0);
+        for (j, value) in values.chunks_exact(d).enumerate() {
+            for (i, out) in out.chunks_exact_mut(d).enumerate() {
+                let weight = p[i * len + j];
+                for (o, v) in out.iter_mut().zip(value) {
+                    *o += weight * v;
+                }
+            }
+        }
+    }
+}
+
+/// [`attend_one_position_span`]'s scores in AVX-512: one 16-lane product sum per head and
+/// key, reduced in registers. A portable 16-lane sum compiled to scalar shuffles instead:
+/// the whole step for 7 heads × 700 keys × 64 took 103 µs with it and 39 µs with this kernel
+/// (one core, keys in cache).
+#[cfg(target_arch = "x86_64")]
+mod one_position_avx512 {
+    use std::arch::x86_64::*;
+
+    /// Returns `false`, computing nothing, unless `d` is a multiple of 16 and `scores` holds
+    /// `q.len() / d · keys.len() / d` values.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scores(q: &[f32], keys: &[f32], d: usize, scale: f32, scores: &mut [f32]) -> bool {
+        if d == 0 || !d.is_multiple_of(16) || scores.len() < (q.len() / d) * (keys.len() / d) {
+            return false;
+        }
+        let (group, len) = (q.len() / d, keys.len() / d);
+        for j in 0..len {
+            for i in 0..group {
+                // SAFETY: query row i and key row j hold d values each, read 16 at a time.
+                let sum = unsafe {
+                    let (qi, kj) = (q.as_ptr().add(i * d), keys.as_ptr().add(j * d));
+                    let mut acc = _mm512_setzero_ps();
+                    for c in (0..d).step_by(16) {
+                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qi.add(c)), _mm512_loadu_ps(kj.add(c)), acc);
+                    }
+                    _mm512_reduce_add_ps(acc)
+                };
+                scores[i * len + j] = scale * sum;
+            }
+        }
+        true
+    }
+}
+
 multiversion! {
     /// Softmax of one row of scores plus `bias` (as long as the row) in place, the entries
     /// where `mask` is `true` left out (exactly zero; `None`: none; a row masked whole is all
@@ -746,6 +881,53 @@ mod tests {
         assert_eq!(erf(10.0), 1.0);
         assert_eq!(erf(-10.0), -1.0);
         assert!(exp(-200.0) < 1e-37);
+    }
+
+    #[test]
+    fn one_position_attention_over_merged_spans_matches_f64() {
+        // Head widths with and without 16-lane rows; one and several heads per group; one
+        // span, even spans, a short last span, and a span whose scores all sit far below the
+        // others' (its weight underflows in the merge).
+        for (group, d, len, span, far) in [(7, 64, 37, 37, false), (7, 64, 37, 8, false), (1, 80, 5, 2, false), (2, 16, 40, 16, true), (2, 8, 1, 1, false)] {
+            let value = |i: usize, m: usize| ((i * m) % 97) as f32 / 24.0 - 2.0;
+            let q: Vec<f32> = (0..group * d).map(|i| value(i, 31)).collect();
+            let mut keys: Vec<f32> = (0..len * d).map(|i| value(i, 53)).collect();
+            if far {
+                // Keys of the first span: q·k about −400 below the rest.
+                for (i, k) in keys[..span * d].iter_mut().enumerate() {
+                    *k = -40.0 * q[i % d].signum();
+                }
+            }
+            let values: Vec<f32> = (0..len * d).map(|i| value(i, 71)).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let spans: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..len)
+                .step_by(span)
+                .map(|start| {
+                    let rows = start * d..(start + span).min(len) * d;
+                    let (mut max, mut sum, mut out) = (vec![0f32; group], vec![0f32; group], vec![f32::NAN; group * d]);
+                    let mut scores = vec![0f32; group * (rows.len() / d)];
+                    attend_one_position_span(&q, &keys[rows.clone()], &values[rows], d, scale, &mut scores, &mut out, (&mut max, &mut sum));
+                    (max, sum, out)
+                })
+                .collect();
+            let mut out = vec![f32::NAN; group * d];
+            merge_attention_spans(spans.iter().map(|(m, s, o)| (&m[..], &s[..], &o[..])), d, &mut out);
+            let mut want = vec![0f64; group * d];
+            for i in 0..group {
+                let logits: Vec<f64> = (0..len)
+                    .map(|j| (0..d).map(|c| q[i * d + c] as f64 * keys[j * d + c] as f64).sum::<f64>() * scale as f64)
+                    .collect();
+                let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                let sum: f64 = weights.iter().sum();
+                for c in 0..d {
+                    want[i * d + c] = (0..len).map(|j| weights[j] / sum * values[j * d + c] as f64).sum();
+                }
+            }
+            let err: f64 = out.iter().zip(&want).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
+            let norm: f64 = want.iter().map(|b| b * b).sum::<f64>().sqrt();
+            assert!(err / norm < 1e-6, "group {group}, d {d}, len {len}, span {span}: relative error {}", err / norm);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::kv_cache::{HostKv, KvCache};
 use crate::rope::{apply_rope, apply_rope_rows};
 use chatrex_common::amx::{KvLayout, RoundedRows, causal_attention_bf16, causal_attention_bf16_rounded};
 use chatrex_common::host_matmul::{StridedMatrix, matmul_strided};
-use chatrex_common::host_ops::softmax_row;
+use chatrex_common::host_ops::{attend_one_position_span, merge_attention_spans, softmax_row};
 use rayon::prelude::*;
 use crate::LlmError;
 use burn::tensor::activation::softmax;
@@ -15,6 +15,9 @@ use chatrex_common::weights::WeightLoader;
 /// Queries per block of the f32 host attention: each block's scores cover only the keys its
 /// last query sees.
 const QUERY_BLOCK: usize = 64;
+
+/// Cached positions per task of a decode step's attention ([`Attention::attend_one`]).
+const DECODE_SPAN: usize = 128;
 
 /// `self_attn.{q,k,v,o}_proj`.
 #[derive(Debug, Clone)]
@@ -148,8 +151,45 @@ impl Attention {
                 return self.o_proj.add_forward_rows(&attended, l, residual).ok_or_else(not_host);
             }
         }
-        let attended = self.attend_f32(q, l, &kv, start, scale)?;
+        let attended = if l == 1 { self.attend_one(q, &kv, scale) } else { self.attend_f32(q, l, &kv, start, scale)? };
         self.o_proj.add_forward_rows(&attended, l, residual).ok_or_else(not_host)
+    }
+
+    /// Attention of one new position (a decode step) in f32: `q [heads·D]` over the host
+    /// cache `kv` (which already holds this position) → `[heads·D]`. The cached positions
+    /// are split into spans of [`DECODE_SPAN`]; one task per key/value head and span reads
+    /// those keys and values once for all the query heads that share them
+    /// ([`attend_one_position_span`]), and the spans are merged per head
+    /// ([`merge_attention_spans`]): every thread has work even with two key/value heads.
+    fn attend_one(&self, q: &[f32], kv: &HostKv, scale: f32) -> Vec<f32> {
+        let (d, total, head_stride) = (self.head_dim, kv.len, kv.allocated * self.head_dim);
+        let group = self.heads / self.kv_heads;
+        let spans = total.div_ceil(DECODE_SPAN);
+        // Per key/value head and span: the group's maxima, sums and undivided outputs.
+        let mut stats = vec![0f32; 2 * self.kv_heads * spans * group];
+        let mut partial = vec![0f32; self.kv_heads * spans * group * d];
+        let (maxima, sums) = stats.split_at_mut(self.kv_heads * spans * group);
+        partial
+            .par_chunks_mut(group * d)
+            .zip(maxima.par_chunks_mut(group).zip(sums.par_chunks_mut(group)))
+            .enumerate()
+            .for_each(|(task, (out, stats))| {
+                let (g, span) = (task / spans, task % spans);
+                let positions = span * DECODE_SPAN..((span + 1) * DECODE_SPAN).min(total);
+                let rows = g * head_stride + positions.start * d..g * head_stride + positions.end * d;
+                let mut scores = vec![0f32; group * positions.len()];
+                let q = &q[g * group * d..(g + 1) * group * d];
+                attend_one_position_span(q, &kv.keys[rows.clone()], &kv.values[rows], d, scale, &mut scores, out, stats);
+            });
+        let mut attended = vec![0f32; self.heads * d];
+        for (g, out) in attended.chunks_exact_mut(group * d).enumerate() {
+            let span_of = |s: usize| {
+                let at = g * spans + s;
+                (&maxima[at * group..(at + 1) * group], &sums[at * group..(at + 1) * group], &partial[at * group * d..(at + 1) * group * d])
+            };
+            merge_attention_spans((0..spans).map(span_of), d, out);
+        }
+        attended
     }
 
     /// Causal attention in f32 of `q [L, heads·D]` (positions `start ..`) over the host cache

@@ -414,12 +414,21 @@ impl CausalLm {
         let (cos, sin) = self.rope.host_tables(start, l);
         let mut h = vec![0f32; l * hidden];
         let (mut attention_scratch, mut mlp_scratch) = (AttentionScratch::default(), MlpScratch::default());
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.input_layernorm.forward_rows(&x, &mut h)?;
-            layer.self_attn.add_forward_host(&h, l, (&cos, &sin), cache, i, &mut x, &mut attention_scratch)?;
-            layer.post_attention_layernorm.forward_rows(&x, &mut h)?;
-            layer.mlp.add_forward_rows(&h, l, &mut x, &mut mlp_scratch)?;
-        }
+        let mut layers = || -> Result<(), LlmError> {
+            for (i, layer) in self.layers.iter().enumerate() {
+                layer.input_layernorm.forward_rows(&x, &mut h)?;
+                layer.self_attn.add_forward_host(&h, l, (&cos, &sin), cache, i, &mut x, &mut attention_scratch)?;
+                layer.post_attention_layernorm.forward_rows(&x, &mut h)?;
+                layer.mlp.add_forward_rows(&h, l, &mut x, &mut mlp_scratch)?;
+            }
+            Ok(())
+        };
+        // On one of rayon's workers: each product's tasks then reach the other workers through
+        // the pool's own queues; called from outside the pool, every parallel loop would
+        // instead be handed over to a worker and the caller put to sleep until it ends (two
+        // thread switches per loop, ~8 loops per layer). Measured on Qwen2.5-0.5B bf16 decode
+        // (2 threads, both orders): 1.17–1.19× faster; prefills and the vision towers: level.
+        rayon::scope(|_| layers())?;
         cache.advance(l);
         self.norm.forward_rows(&x, &mut h)?;
         Ok(Tensor::from_data(TensorData::new(h, [1, l, hidden]), &self.device))
