@@ -428,8 +428,11 @@ impl CausalLm {
         // every parallel loop is handed over to a worker and the caller put to sleep until it
         // ends (two thread switches per loop, ~8 loops per layer). Measured (2 threads, one
         // binary toggling it): Qwen2.5-0.5B decode bf16 1.17–1.19×, f16 1.16×, f32
-        // 1.02–1.10× (the two start orders); Llama-7B layers' decode level. Prefills stay where they are called:
-        // level in bf16, and the UPN run the same way took 20% longer (its gemm products).
+        // 1.02–1.10× (the two start orders); Llama-7B layers' decode level. Prefills stay on
+        // the caller's thread: level in bf16, f32 Llama layers 0.97×. (Large buffers allocated
+        // on a worker come from glibc's per-thread arenas, capped at 64 MB, hence from `mmap`
+        // and fresh page faults every time: the UPN run inside the pool took 20% longer, level
+        // with `MALLOC_ARENA_MAX=1`.)
         if l == 1 {
             rayon::scope(|_| layers())?;
         } else {
