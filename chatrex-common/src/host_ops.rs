@@ -419,6 +419,21 @@ pub fn attend_one_position_span(
     weighted_value_rows(scores, values, d, out);
 }
 
+/// Whether [`attend_one_position_span`] computes its scores with its AVX-512 kernel for heads
+/// of `d` values (a CPU with AVX-512 F, `d` a multiple of 16). Elsewhere its portable loops
+/// are correct but slower than a general matrix product per head.
+pub fn one_position_kernel_available(d: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        d > 0 && d.is_multiple_of(16) && feature_level() == FeatureLevel::Avx512
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = d;
+        false
+    }
+}
+
 /// Merges the spans of [`attend_one_position_span`] into the attention of each head:
 /// `spans` holds, per span, `(max [heads], sum [heads], out [heads·D])`; `out [heads·D]`
 /// (overwritten) `= Σ_s e^(max_s − M) · out_s / Σ_s e^(max_s − M) · sum_s`, `M` the largest
@@ -887,7 +902,7 @@ mod tests {
     fn one_position_attention_over_merged_spans_matches_f64() {
         // Head widths with and without 16-lane rows; one and several heads per group; one
         // span, even spans, a short last span, and a span whose scores all sit far below the
-        // others' (its weight underflows in the merge).
+        // others' (its weight in the merge is e^-87, exp's floor).
         for (group, d, len, span, far) in [(7, 64, 37, 37, false), (7, 64, 37, 8, false), (1, 80, 5, 2, false), (2, 16, 40, 16, true), (2, 8, 1, 1, false)] {
             let value = |i: usize, m: usize| ((i * m) % 97) as f32 / 24.0 - 2.0;
             let q: Vec<f32> = (0..group * d).map(|i| value(i, 31)).collect();
