@@ -41,7 +41,9 @@ fn main() {
     let dtype_from_env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(WeightDType::host_low_precision());
     let dtype = dtype_from_env("CHATREX_BENCH_LLM_DTYPE");
     let vision_dtype = dtype_from_env("CHATREX_BENCH_VISION_DTYPE");
-    let options = LoadOptions { dtype, vision_dtype, ..Default::default() };
+    // CHATREX_BENCH_UPN_SPLIT=1: the UPN's f32 host products on split bf16 tiles.
+    let upn_split_f32_products = std::env::var("CHATREX_BENCH_UPN_SPLIT").is_ok_and(|v| v == "1");
+    let options = LoadOptions { dtype, vision_dtype, upn_split_f32_products, ..Default::default() };
     let t = Instant::now();
     let model = ChatRex::random(config, tokenizer, Some(&UpnConfig::large()), &options, &device, 9).expect("model");
     eprintln!("random 7B ChatRex ({layers} LLM layers) built in {:.0} s, heap {:.2} GB", t.elapsed().as_secs_f64(), common::current_bytes() as f64 / 1e9);
@@ -69,5 +71,6 @@ fn main() {
         common::peak_bytes() as f64 / 1e9,
         max_rss_bytes() as f64 / 1e9
     );
-    common::record(&format!("detect_7b_{dtype}_vision_{vision_dtype}"), upn + mllm, base, &note);
+    let upn_products = if upn_split_f32_products { "_upn_split" } else { "" };
+    common::record(&format!("detect_7b_{dtype}_vision_{vision_dtype}{upn_products}"), upn + mllm, base, &note);
 }

@@ -53,32 +53,49 @@ pub struct InOutMatrix {
     d_in: usize,
     d_out: usize,
     values: Values,
+    /// f32 values multiplied on split bf16 tiles ([`with_split_products`](Self::with_split_products)).
+    split: bool,
 }
 
 impl InOutMatrix {
     /// From PyTorch's `[out, in]` order (`weight` holds at least `d_out · d_in` values; `None`
     /// if it holds fewer).
     pub fn from_out_in(weight: &[f32], d_in: usize, d_out: usize) -> Option<Self> {
-        (weight.len() >= d_in * d_out).then(|| Self { d_in, d_out, values: Values::F32(transpose_out_in(weight, d_in, d_out)) })
+        (weight.len() >= d_in * d_out).then(|| Self { d_in, d_out, values: Values::F32(transpose_out_in(weight, d_in, d_out)), split: false })
     }
 
     /// From f16 values in PyTorch's `[out, in]` order, kept in f16.
     pub fn from_out_in_f16(weight: &[f16], d_in: usize, d_out: usize) -> Option<Self> {
-        (weight.len() >= d_in * d_out).then(|| Self { d_in, d_out, values: Values::F16(transpose_out_in(weight, d_in, d_out)) })
+        (weight.len() >= d_in * d_out).then(|| Self { d_in, d_out, values: Values::F16(transpose_out_in(weight, d_in, d_out)), split: false })
     }
 
     /// From f32 values already in `[in, out]` order (exactly `d_in · d_out` of them: fewer
     /// are padded with zeros, more cut).
     pub fn from_in_out_f32(mut values: Vec<f32>, d_in: usize, d_out: usize) -> Self {
         values.resize(d_in * d_out, 0.0);
-        Self { d_in, d_out, values: Values::F32(values) }
+        Self { d_in, d_out, values: Values::F32(values), split: false }
     }
 
-    /// The values when held in f32 (`[in, out]`), for callers that run their own products.
+    /// The same f32 matrix multiplying batches above a few rows on AMX tiles with inputs and
+    /// weights split in two bf16 parts each ([`crate::amx::matmul_split`]: 16 significant bits
+    /// of each operand, about 1e-5 of the exact product) where the CPU has tiles and the
+    /// widths are multiples of 32; exact f32 products elsewhere. f16 matrices split anyway.
+    pub fn with_split_products(mut self) -> Self {
+        self.split = matches!(self.values, Values::F32(_));
+        self
+    }
+
+    /// Whether f32 values multiply on split bf16 tiles ([`with_split_products`](Self::with_split_products)).
+    pub fn split_products(&self) -> bool {
+        self.split
+    }
+
+    /// The values when held in f32 (`[in, out]`) for exact products, for callers that run
+    /// their own (`None` for f16 values and for [split products](Self::with_split_products)).
     pub fn values_f32(&self) -> Option<&[f32]> {
         match &self.values {
-            Values::F32(v) => Some(v),
-            Values::F16(_) => None,
+            Values::F32(v) if !self.split => Some(v),
+            _ => None,
         }
     }
 
@@ -122,9 +139,12 @@ impl InOutMatrix {
             self.product_rows_summed(x, m, y, accumulate);
             return Ok(());
         }
-        if let Values::F16(w) = &self.values
-            && crate::amx::matmul_f16_split(w, k, n, x, m, y, accumulate)
-        {
+        let split = match &self.values {
+            Values::F16(w) => crate::amx::matmul_split(w, k, n, x, m, y, accumulate),
+            Values::F32(w) if self.split => crate::amx::matmul_split(w, k, n, x, m, y, accumulate),
+            Values::F32(_) => false,
+        };
+        if split {
             return Ok(());
         }
         match &self.values {
@@ -445,6 +465,39 @@ mod tests {
             let err = crate::parity::compare(&y, &twice).rel;
             assert!(err < bound, "m {m} (split: {split}), added: {err}");
         }
+    }
+
+    /// f32 weights with split products: above [`SMALL_BATCH`] rows, on a CPU with tiles, the
+    /// product keeps 16 significant bits of each operand (measured 1.2e-6 of the exact
+    /// product here, against 1.3e-7 for `gemm`; bound 1e-5), exact f32 otherwise; overwriting and adding; the values are
+    /// then not offered for exact products of the caller's own.
+    #[test]
+    fn f32_split_products_stay_close_to_the_exact_product() {
+        let (k, n) = (256, 96);
+        let w = values(n * k, 6);
+        let matrix = InOutMatrix::from_out_in(&w, k, n).unwrap().with_split_products();
+        assert!(matrix.split_products() && matrix.values_f32().is_none());
+        for m in [8, 9, 33, 75] {
+            let split = m > SMALL_BATCH && crate::amx::split_f16_fits(k, n);
+            let bound = if split { 1e-5 } else { 1e-6 };
+            let x = values(m * k, m + 7);
+            let expected = reference(&w, &x, m, k, n);
+            let mut y = vec![f32::NAN; m * n];
+            matrix.matmul(&x, m, &mut y).unwrap();
+            let err = crate::parity::compare(&y, &expected).rel;
+            assert!(err < bound, "m {m} (split: {split}): {err}");
+            if split {
+                // Not the exact f32 product: the split path ran.
+                assert!(err > 1e-7, "m {m}: {err}");
+            }
+            matrix.matmul_add(&x, m, &mut y).unwrap();
+            let twice: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
+            let err = crate::parity::compare(&y, &twice).rel;
+            assert!(err < bound, "m {m} (split: {split}), added: {err}");
+        }
+        // f16 matrices are not changed by it.
+        let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+        assert!(!InOutMatrix::from_out_in_f16(&w16, k, n).unwrap().with_split_products().split_products());
     }
 
     /// An f16 product started while this thread's kept block is in use (as when a thread

@@ -37,6 +37,11 @@ pub struct LoadOptions {
     pub upn_config: UpnConfig,
     /// Weight dtype of UPN.
     pub upn_dtype: WeightDType,
+    /// With f32 UPN weights on the CPU backend: its host linear layers multiply on AMX tiles
+    /// with inputs and weights split in two bf16 parts each (about 1e-6 of the f32 products;
+    /// see `WeightLoader::with_split_f32_products`) where the CPU has tiles. Off by default:
+    /// exact f32 products.
+    pub upn_split_f32_products: bool,
     /// Overrides the chat template derived from the config.
     pub template: Option<ChatTemplate>,
     /// Show progress bars while loading.
@@ -51,6 +56,7 @@ impl Default for LoadOptions {
             upn: None,
             upn_config: UpnConfig::large(),
             upn_dtype: WeightDType::F32,
+            upn_split_f32_products: false,
             template: None,
             progress: false,
         }
@@ -237,7 +243,14 @@ impl ChatRex {
             vb = vb.with_progress("loading ChatRex");
         }
         Self::assemble(config, tokenizer, &vb, options, device, || match &options.upn {
-            Some(path) => Ok(Some(Upn::load_with_dtype(path, &options.upn_config, device, options.upn_dtype)?)),
+            Some(path) => {
+                let mut upn = WeightLoader::new(open_checkpoint(path, Some("model"))?, device, options.upn_dtype);
+                if options.progress {
+                    upn = upn.with_progress("loading UPN");
+                }
+                let upn = upn.with_split_f32_products(options.upn_split_f32_products);
+                Ok(Some(Upn::from_loader(&upn, &options.upn_config)?.0))
+            }
             None => Ok(None),
         })
     }
@@ -254,7 +267,10 @@ impl ChatRex {
     ) -> Result<Self, ChatRexError> {
         let vb = WeightLoader::random(seed, device, options.dtype);
         Self::assemble(config, tokenizer, &vb, options, device, || match upn {
-            Some(c) => Ok(Some(Upn::random(c, device, options.upn_dtype, seed + 1)?)),
+            Some(c) => {
+                let upn = WeightLoader::random(seed + 1, device, options.upn_dtype).with_split_f32_products(options.upn_split_f32_products);
+                Ok(Some(Upn::from_loader(&upn, c)?.0))
+            }
             None => Ok(None),
         })
     }

@@ -21,7 +21,8 @@ use crate::config::ClipVisionConfig;
 /// those rows in place).
 #[derive(Debug, Clone)]
 enum QkvProjection {
-    Separate { q: HostLinear, k: HostLinear, v: HostLinear },
+    /// q, k and v.
+    Separate(Box<[HostLinear; 3]>),
     Fused(HostLinear),
 }
 
@@ -68,10 +69,10 @@ impl HostClipLayer {
         let qkv = if fuse && ((tile_attention && all_tiles) || all_f32) {
             match HostLinear::concat_outputs([q, k, v]) {
                 Ok(fused) => QkvProjection::Fused(fused),
-                Err([q, k, v]) => QkvProjection::Separate { q, k, v },
+                Err(parts) => QkvProjection::Separate(Box::new(parts)),
             }
         } else {
-            QkvProjection::Separate { q, k, v }
+            QkvProjection::Separate(Box::new([q, k, v]))
         };
         Self {
             layer_norm1: HostLayerNorm::load(&vb.pp("layer_norm1"), d, c.layer_norm_eps),
@@ -96,7 +97,10 @@ impl HostClipLayer {
         let (q_proj, k_proj, v_proj) = match &self.qkv {
             QkvProjection::Fused(qkv) if qkv.tile_weight().is_some() => return self.forward_on_tiles(x, n, qkv),
             QkvProjection::Fused(qkv) => return self.forward_stacked_f32(x, n, qkv),
-            QkvProjection::Separate { q, k, v } => (q, k, v),
+            QkvProjection::Separate(parts) => {
+                let [q, k, v] = parts.as_ref();
+                (q, k, v)
+            }
         };
         let d = q_proj.d_in();
         let mut h = vec![0f32; n * d];
@@ -273,9 +277,9 @@ mod tests {
         let device = chatrex_common::Backend::Cpu.device().expect("the CPU backend");
         let vb = WeightLoader::random(4, &device, WeightDType::BF16).pp("layer");
         let (fused, separate) = (HostClipLayer::load_with(&vb, &small_config(), true), HostClipLayer::load_with(&vb, &small_config(), false));
-        assert!(matches!(separate.qkv, QkvProjection::Separate { .. }));
+        assert!(matches!(separate.qkv, QkvProjection::Separate(_)));
         if !chatrex_common::amx::available() {
-            assert!(matches!(fused.qkv, QkvProjection::Separate { .. }), "no tiles: nothing to fuse");
+            assert!(matches!(fused.qkv, QkvProjection::Separate(_)), "no tiles: nothing to fuse");
             return;
         }
         assert!(matches!(fused.qkv, QkvProjection::Fused(_)));
@@ -292,7 +296,7 @@ mod tests {
         let vb = WeightLoader::random(4, &device, WeightDType::F32).pp("layer");
         let (fused, separate) = (HostClipLayer::load_with(&vb, &small_config(), true), HostClipLayer::load_with(&vb, &small_config(), false));
         assert!(matches!(fused.qkv, QkvProjection::Fused(_)));
-        assert!(matches!(separate.qkv, QkvProjection::Separate { .. }));
+        assert!(matches!(separate.qkv, QkvProjection::Separate(_)));
         let (x, a, b) = run_pair(&fused, &separate);
         let err = chatrex_common::parity::compare(&update(&a, &x), &update(&b, &x)).rel;
         assert!(err < 1e-6, "rel. error of the update {err}");

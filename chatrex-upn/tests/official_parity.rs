@@ -6,6 +6,7 @@
 use burn::tensor::{Device, Tensor};
 use chatrex_common::image::{ImageLimits, load_rgb};
 use chatrex_common::parity::{Fixture, check_close, shared_fixtures, values};
+use chatrex_common::weights::{WeightDType, WeightLoader, open_checkpoint};
 use chatrex_upn::preprocess::preprocess;
 use chatrex_upn::{PromptType, Upn, UpnConfig, UpnTrace};
 use serde_json::Value;
@@ -18,14 +19,18 @@ fn dir() -> PathBuf {
     shared_fixtures().expect("shared fixtures").join("upn")
 }
 
-fn load_tiny(device: &Device) -> Upn {
+/// The official tiny checkpoint, strictly; with `split`, its f32 host linear layers multiply
+/// on split bf16 tiles (`WeightLoader::with_split_f32_products`) where the CPU has AMX.
+fn load_tiny(device: &Device, split: bool) -> Upn {
     let config = UpnConfig::from_file(&dir().join("config.json")).expect("config");
-    Upn::load(&dir().join("upn_tiny.pth"), &config, device).expect("strict load of the official checkpoint")
+    let source = open_checkpoint(&dir().join("upn_tiny.pth"), Some("model")).expect("checkpoint");
+    let vb = WeightLoader::new(source, device, WeightDType::F32).with_split_f32_products(split);
+    Upn::from_loader(&vb, &config).expect("strict load of the official checkpoint").0
 }
 
-fn run(prompt: PromptType) -> (Upn, UpnTrace) {
+fn run(prompt: PromptType, split: bool) -> (Upn, UpnTrace) {
     let device = chatrex_common::parity::test_device();
-    let upn = load_tiny(&device);
+    let upn = load_tiny(&device, split);
     let image = load_rgb(&dir().join("test_upn.jpeg"), &ImageLimits::default()).unwrap();
     let input = preprocess(&image, &device).unsqueeze::<4>();
     let (_, trace) = upn.forward_traced(input, prompt).unwrap();
@@ -49,7 +54,25 @@ fn check(what: &str, actual: &[f32], fixture: &Fixture, name: &str) {
 
 #[test]
 fn every_stage_matches_the_official_intermediates() {
-    let (_, t) = run(PromptType::Fine);
+    every_stage_matches(false);
+}
+
+/// The same stages and tolerances with the opt-in split bf16 products for f32 weights; where
+/// the CPU has AMX tiles the Swin levels must also differ from the exact products' (the split
+/// path ran).
+#[test]
+fn every_stage_matches_the_official_intermediates_with_split_f32_products() {
+    every_stage_matches(true);
+    if chatrex_common::amx::split_f16_fits(32, 32) {
+        let (exact, split) = (run(PromptType::Fine, false).1, run(PromptType::Fine, true).1);
+        let (a, b) = (values(exact.backbone[3].clone()), values(split.backbone[3].clone()));
+        assert_ne!(a, b, "split products gave the exact products' values: the split path did not run");
+        println!("swin level 3, split against exact: {}", check_close("split", &b, &a, TOL).unwrap_or_else(|e| panic!("{e}")));
+    }
+}
+
+fn every_stage_matches(split: bool) {
+    let (_, t) = run(PromptType::Fine, split);
     let fx = Fixture::open(&dir().join("intermediates_test_upn_fine.safetensors")).unwrap();
 
     for l in 0..2 {
@@ -140,9 +163,9 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn end_to_end(prompt: PromptType, name: &str) {
+fn end_to_end(prompt: PromptType, name: &str, split: bool) {
     let device = chatrex_common::parity::test_device();
-    let upn = load_tiny(&device);
+    let upn = load_tiny(&device, split);
     let image = load_rgb(&dir().join("test_upn.jpeg"), &ImageLimits::default()).unwrap();
     let reference = json(name);
 
@@ -172,12 +195,19 @@ fn end_to_end(prompt: PromptType, name: &str) {
 
 #[test]
 fn fine_prompt_end_to_end() {
-    end_to_end(PromptType::Fine, "fine");
+    end_to_end(PromptType::Fine, "fine", false);
 }
 
 #[test]
 fn coarse_prompt_end_to_end() {
-    end_to_end(PromptType::Coarse, "coarse");
+    end_to_end(PromptType::Coarse, "coarse", false);
+}
+
+/// Boxes, scores and the filtered proposals with the opt-in split bf16 products, at the same
+/// tolerances and with the same proposals as the exact products.
+#[test]
+fn fine_prompt_end_to_end_with_split_f32_products() {
+    end_to_end(PromptType::Fine, "fine", true);
 }
 
 #[test]

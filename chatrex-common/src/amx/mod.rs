@@ -36,7 +36,7 @@ mod tiles;
 
 use aligned::CacheAligned;
 pub use rounding::round_to_bf16;
-pub use split_f16::{matmul_f16_split, split_f16_fits};
+pub use split_f16::{SplitWeight, matmul_f16_split, matmul_split, split_f16_fits};
 
 pub use attention::{KvLayout, attention_bf16, attention_bf16_fused, attention_fits, causal_attention_bf16, causal_attention_bf16_rounded};
 pub use tile_weight::{RoundedRows, RoundedView, RowGroupMut, TileWeight};

@@ -25,6 +25,54 @@ use super::{BLOCK, CacheAligned, OutPtr, TILE_K, TILE_ROWS, TILE_VALUES, availab
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+/// A weight value the split products read: f16 (split exactly) or f32 (its 16 leading
+/// significant bits kept: the low part rounded to nearest, within 2⁻¹⁷ of the value).
+pub trait SplitWeight: Copy + Send + Sync + sealed::Sealed {
+    /// The value in f32.
+    fn to_f32(self) -> f32;
+    /// Splits `count` blocks of 32 outputs from `c0` (see [`split_pairs`]) with AVX-512.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; the caller checked the extents.
+    #[cfg(target_arch = "x86_64")]
+    #[doc(hidden)]
+    unsafe fn split_pairs_avx512(w: &[Self], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for half::f16 {}
+    impl Sealed for f32 {}
+}
+
+impl SplitWeight for f16 {
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn split_pairs_avx512(w: &[Self], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
+        // SAFETY: forwarded from the caller.
+        #[allow(unsafe_code)]
+        unsafe {
+            x86::split_pairs_f16(w, k, n, c0, count, tiles)
+        }
+    }
+}
+
+impl SplitWeight for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn split_pairs_avx512(w: &[Self], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
+        // SAFETY: forwarded from the caller.
+        #[allow(unsafe_code)]
+        unsafe {
+            x86::split_pairs_f32(w, k, n, c0, count, tiles)
+        }
+    }
+}
+
 /// Split tiles of one 16-output block: one part (hi or lo) is `16 · k` values.
 const fn part_values(k: usize) -> usize {
     TILE_ROWS * k
@@ -45,7 +93,7 @@ const TASK_SPLIT_BYTES: usize = 1 << 20;
 /// 32-output blocks per task (at most).
 const PAIRS_PER_TASK: usize = 4;
 
-/// Whether [`matmul_f16_split`] runs `[k, n]` weights here: AMX is [`available`] and both
+/// Whether [`matmul_split`] runs `[k, n]` weights here: AMX is [`available`] and both
 /// widths are whole numbers of 32.
 pub fn split_f16_fits(k: usize, n: usize) -> bool {
     available() && k > 0 && n > 0 && k.is_multiple_of(TILE_K) && n.is_multiple_of(BLOCK)
@@ -56,6 +104,13 @@ pub fn split_f16_fits(k: usize, n: usize) -> bool {
 /// all rayon threads. Returns `false`, computing nothing, unless the shapes
 /// [fit](split_f16_fits) and the slices hold `k · n`, `m · k` and `m · n` values.
 pub fn matmul_f16_split(w: &[f16], k: usize, n: usize, x: &[f32], m: usize, y: &mut [f32], accumulate: bool) -> bool {
+    matmul_split(w, k, n, x, m, y, accumulate)
+}
+
+/// [`matmul_f16_split`] for f16 or f32 weights ([`SplitWeight`]): an f32 weight keeps its 16
+/// leading significant bits (two bf16 parts), so each product term is within about 2⁻¹⁶ of
+/// the exact one.
+pub fn matmul_split<W: SplitWeight>(w: &[W], k: usize, n: usize, x: &[f32], m: usize, y: &mut [f32], accumulate: bool) -> bool {
     if !split_f16_fits(k, n) || w.len() != k * n || x.len() != m * k || y.len() != m * n {
         return false;
     }
@@ -197,7 +252,7 @@ impl Drop for SplitRows {
 /// to nearest (ties to even), `lo` the exact rest. The blocks are converted together, row by
 /// row (each row's part of them is contiguous). Writes nothing unless `k` is a multiple of 32,
 /// the blocks lie inside `n`, `w` holds `k · n` values and `tiles` [`pair_values`] per block.
-fn split_pairs(w: &[f16], k: usize, n: usize, pairs: std::ops::Range<usize>, tiles: &mut [bf16]) {
+fn split_pairs<W: SplitWeight>(w: &[W], k: usize, n: usize, pairs: std::ops::Range<usize>, tiles: &mut [bf16]) {
     if !k.is_multiple_of(TILE_K) || pairs.end * BLOCK > n || w.len() < k * n || tiles.len() < pairs.len() * pair_values(k) {
         return;
     }
@@ -206,7 +261,7 @@ fn split_pairs(w: &[f16], k: usize, n: usize, pairs: std::ops::Range<usize>, til
         // SAFETY: AVX-512 F was just detected; the extents were checked above.
         #[allow(unsafe_code)]
         unsafe {
-            x86::split_pairs(w, k, n, pairs.start * BLOCK, pairs.len(), tiles)
+            W::split_pairs_avx512(w, k, n, pairs.start * BLOCK, pairs.len(), tiles)
         };
         return;
     }
@@ -216,7 +271,7 @@ fn split_pairs(w: &[f16], k: usize, n: usize, pairs: std::ops::Range<usize>, til
 }
 
 /// One block of [`split_pairs`] in integer operations (the caller checked the extents).
-fn split_pair_integer(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
+fn split_pair_integer<W: SplitWeight>(w: &[W], k: usize, n: usize, p: usize, tiles: &mut [bf16]) {
     let part = part_values(k);
     for (half, block) in tiles.chunks_exact_mut(2 * part).take(2).enumerate() {
         let (hi, lo) = block.split_at_mut(part);
@@ -225,12 +280,9 @@ fn split_pair_integer(w: &[f16], k: usize, n: usize, p: usize, tiles: &mut [bf16
             let at = tile_row_start(pair);
             for c in 0..TILE_ROWS {
                 for e in 0..2 {
-                    let v = w[(2 * pair + e) * n + c0 + c].to_f32();
-                    // Nearest, ties to even (±inf and NaN keep their high half); the rest has
-                    // at most 4 significant bits: exact when truncated.
-                    let high = u32::from(round_to_bf16_bits(v.to_bits())) << 16;
-                    hi[at + 2 * c + e] = bf16::from_bits((high >> 16) as u16);
-                    lo[at + 2 * c + e] = bf16::from_bits(((v - f32::from_bits(high)).to_bits() >> 16) as u16);
+                    // Both parts nearest, ties to even (±inf and NaN keep their high half);
+                    // an f16 value's rest has at most 4 significant bits (exact in bf16).
+                    (hi[at + 2 * c + e], lo[at + 2 * c + e]) = split_value(w[(2 * pair + e) * n + c0 + c].to_f32());
                 }
             }
         }
@@ -282,26 +334,52 @@ mod x86 {
     /// 1.15, 1.07×.
     const PREFETCH_ROWS: usize = 32;
 
-    /// [`super::split_pairs`] with AVX-512, `count` blocks from output `c0`: two input rows of
-    /// each block's 32 outputs (a cache line each) converted to f32 and rounded to bf16 in
-    /// integer operations (nearest, ties to even), the high halves interleaved in vectors of 16
-    /// pairs, the remainders (exact in bf16) in others; the rows [`PREFETCH_ROWS`] ahead
-    /// prefetched.
+    /// [`super::split_pairs`] with AVX-512 for f16 weights, `count` blocks from output `c0`:
+    /// two input rows of each block's 32 outputs (a cache line each) converted to f32 and
+    /// split ([`split_rows`]); the rows [`PREFETCH_ROWS`] ahead prefetched.
     ///
     /// # Safety
     /// The CPU has AVX-512 F; the caller checked the extents (see the safe wrapper).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn split_pairs(w: &[f16], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
+    pub(super) unsafe fn split_pairs_f16(w: &[f16], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
+        // SAFETY: the caller checked the extents: rows < k, columns c0 .. c0 + 32·count ≤ n.
+        unsafe {
+            split_rows(w.as_ptr(), k, n, c0, count, tiles, |row| _mm512_cvtph_ps(_mm256_loadu_si256(row.cast())))
+        }
+    }
+
+    /// [`split_pairs_f16`] for f32 weights (16 values a load).
+    ///
+    /// # Safety
+    /// As [`split_pairs_f16`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn split_pairs_f32(w: &[f32], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
+        // SAFETY: as above.
+        unsafe { split_rows(w.as_ptr(), k, n, c0, count, tiles, |row| _mm512_loadu_ps(row)) }
+    }
+
+    /// The split of [`super::split_pairs`]: for each pair of input rows and each 16-output
+    /// half-block, 16 values of each row (`load` reads them as f32 from a row pointer) rounded
+    /// to bf16 in integer operations (nearest, ties to even), the high halves interleaved in
+    /// vectors of 16 pairs, the remainders rounded the same way in others (an f16 value's
+    /// remainder is exact in bf16).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `w` holds `k` rows of `n` values and the blocks lie inside `n`
+    /// and `tiles`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split_rows<T>(w: *const T, k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16], load: impl Fn(*const T) -> __m512) {
         let (part, pair_len) = (super::part_values(k), super::pair_values(k));
-        let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
+        let line = 64 / size_of::<T>();
         for pair in 0..k / 2 {
             let at = super::tile_row_start(pair);
-            let row = |i: usize| w.as_ptr().wrapping_add(i * n + c0);
+            let row = |i: usize| w.wrapping_add(i * n + c0);
             let next = 2 * pair + PREFETCH_ROWS;
             if next + 1 < k {
                 for r in [row(next), row(next + 1)] {
-                    for line in 0..=count {
-                        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(32 * line).cast());
+                    for l in 0..=(32 * count).div_ceil(line) {
+                        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(line * l).cast());
                     }
                 }
             }
@@ -311,14 +389,13 @@ mod x86 {
                 // inside w; 32 values from `at` of each part of block q lie inside `tiles`
                 // (count blocks of 4 parts of 16·k).
                 unsafe {
-                    let even = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair).add(16 * block).cast()));
-                    let odd = _mm512_cvtph_ps(_mm256_loadu_si256(row(2 * pair + 1).add(16 * block).cast()));
-                    let (even_bits, odd_bits) = (_mm512_castps_si512(even), _mm512_castps_si512(odd));
-                    let (even_high, odd_high) = (round_high(even_bits), round_high(odd_bits));
+                    let even = load(row(2 * pair).add(16 * block));
+                    let odd = load(row(2 * pair + 1).add(16 * block));
+                    let (even_high, odd_high) = (round_high(_mm512_castps_si512(even)), round_high(_mm512_castps_si512(odd)));
                     let hi_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_high), odd_high);
-                    let even_low = _mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high)));
-                    let odd_low = _mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high)));
-                    let lo_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_low), _mm512_and_si512(odd_low, high));
+                    let even_low = round_high(_mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high))));
+                    let odd_low = round_high(_mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high))));
+                    let lo_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_low), odd_low);
                     let hi = tiles.as_mut_ptr().add(q * pair_len + 2 * half * part + at);
                     _mm512_storeu_si512(hi.cast(), hi_pairs);
                     _mm512_storeu_si512(hi.add(part).cast(), lo_pairs);
@@ -327,9 +404,9 @@ mod x86 {
         }
     }
 
-    /// The f32 values of `bits` rounded to bf16 (nearest, ties to even), as f32 bits: f16
-    /// values only (finite ones are far from an exponent overflow; ±inf and NaN keep their
-    /// high half).
+    /// The f32 values of `bits` rounded to bf16 (nearest, ties to even), as f32 bits (the low
+    /// half zero): finite values below the largest bf16 (weights are far from it; an f16
+    /// always is); ±inf and NaN keep their high half.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn round_high(bits: __m512i) -> __m512i {

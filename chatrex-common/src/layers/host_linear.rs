@@ -33,7 +33,8 @@ impl HostLinear {
     pub fn load(vb: &WeightLoader, d_in: usize, d_out: usize, bias: bool) -> Self {
         let bias = if bias { vb.host_f32("bias", &[d_out]) } else { vec![0.0; d_out] };
         if vb.dtype() == WeightDType::F32 {
-            Self::from_out_in_f32(&vb.host_f32("weight", &[d_out, d_in]), d_in, d_out, bias)
+            let layer = Self::from_out_in_f32(&vb.host_f32("weight", &[d_out, d_in]), d_in, d_out, bias);
+            if vb.split_f32_products() { layer.with_split_products() } else { layer }
         } else {
             let matrix = vb.host_matrix("weight", d_out, d_in, vb.dtype());
             let weight = match &matrix.data {
@@ -110,6 +111,15 @@ impl HostLinear {
             }
         }
         Ok(Self { d_in, d_out, bias: bias(), weight: HostWeight::InOut(InOutMatrix::from_in_out_f32(stacked, d_in, d_out)) })
+    }
+
+    /// The same layer, its f32 weight (if it holds one) multiplying on split bf16 tiles
+    /// ([`InOutMatrix::with_split_products`]); other weights as they are.
+    pub fn with_split_products(mut self) -> Self {
+        if let HostWeight::InOut(w) = self.weight {
+            self.weight = HostWeight::InOut(w.with_split_products());
+        }
+        self
     }
 
     /// Whether the weight is held in f32 (`[in, out]`), so that a product on one thread

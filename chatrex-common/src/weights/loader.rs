@@ -52,6 +52,9 @@ pub struct WeightLoader {
     state: Arc<State>,
     prefix: String,
     dtype: WeightDType,
+    /// Whether host linear layers with f32 weights multiply on split bf16 tiles
+    /// ([`with_split_f32_products`](Self::with_split_f32_products)).
+    split_f32_products: bool,
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -84,6 +87,7 @@ impl WeightLoader {
             }),
             prefix: String::new(),
             dtype,
+            split_f32_products: false,
         }
     }
 
@@ -133,7 +137,22 @@ impl WeightLoader {
             state: self.state.clone(),
             prefix: self.prefix.clone(),
             dtype,
+            split_f32_products: self.split_f32_products,
         }
+    }
+
+    /// The same view, with host linear layers of f32 weights (the CPU backend's) multiplying
+    /// on AMX tiles with inputs and weights split in two bf16 parts each (16 significant bits
+    /// of each, about 1e-5 of the f32 product; `amx::matmul_split`) where the CPU has tiles —
+    /// an opt-in speed for precision trade; without it they run exact f32 products.
+    pub fn with_split_f32_products(&self, on: bool) -> Self {
+        Self { split_f32_products: on, ..self.clone() }
+    }
+
+    /// Whether host linear layers with f32 weights loaded through this view multiply on split
+    /// bf16 tiles ([`with_split_f32_products`](Self::with_split_f32_products)).
+    pub fn split_f32_products(&self) -> bool {
+        self.split_f32_products
     }
 
     /// Whether this loader invents random weights.
@@ -147,6 +166,7 @@ impl WeightLoader {
             state: self.state.clone(),
             prefix: join(&self.prefix, &name.to_string()),
             dtype: self.dtype,
+            split_f32_products: self.split_f32_products,
         }
     }
 
