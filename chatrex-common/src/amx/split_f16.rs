@@ -344,7 +344,7 @@ mod x86 {
     pub(super) unsafe fn split_pairs_f16(w: &[f16], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
         // SAFETY: the caller checked the extents: rows < k, columns c0 .. c0 + 32·count ≤ n.
         unsafe {
-            split_rows(w.as_ptr(), k, n, c0, count, tiles, |row| _mm512_cvtph_ps(_mm256_loadu_si256(row.cast())))
+            split_rows::<_, false>(w.as_ptr(), k, n, c0, count, tiles, |row| _mm512_cvtph_ps(_mm256_loadu_si256(row.cast())))
         }
     }
 
@@ -355,21 +355,22 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn split_pairs_f32(w: &[f32], k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16]) {
         // SAFETY: as above.
-        unsafe { split_rows(w.as_ptr(), k, n, c0, count, tiles, |row| _mm512_loadu_ps(row)) }
+        unsafe { split_rows::<_, true>(w.as_ptr(), k, n, c0, count, tiles, |row| _mm512_loadu_ps(row)) }
     }
 
     /// The split of [`super::split_pairs`]: for each pair of input rows and each 16-output
     /// half-block, 16 values of each row (`load` reads them as f32 from a row pointer) rounded
     /// to bf16 in integer operations (nearest, ties to even), the high halves interleaved in
-    /// vectors of 16 pairs, the remainders rounded the same way in others (an f16 value's
-    /// remainder is exact in bf16).
+    /// vectors of 16 pairs, the remainders in others: rounded the same way with `ROUND_LOW`
+    /// (f32 values), else truncated (an f16 value's remainder is exact in bf16; skipping the
+    /// rounding keeps the f16 conversion as fast as before f32 weights shared this loop).
     ///
     /// # Safety
     /// The CPU has AVX-512 F; `w` holds `k` rows of `n` values and the blocks lie inside `n`
     /// and `tiles`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn split_rows<T>(w: *const T, k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16], load: impl Fn(*const T) -> __m512) {
+    unsafe fn split_rows<T, const ROUND_LOW: bool>(w: *const T, k: usize, n: usize, c0: usize, count: usize, tiles: &mut [bf16], load: impl Fn(*const T) -> __m512) {
         let (part, pair_len) = (super::part_values(k), super::pair_values(k));
         let line = 64 / size_of::<T>();
         for pair in 0..k / 2 {
@@ -393,8 +394,13 @@ mod x86 {
                     let odd = load(row(2 * pair + 1).add(16 * block));
                     let (even_high, odd_high) = (round_high(_mm512_castps_si512(even)), round_high(_mm512_castps_si512(odd)));
                     let hi_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_high), odd_high);
-                    let even_low = round_high(_mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high))));
-                    let odd_low = round_high(_mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high))));
+                    let even_low = _mm512_castps_si512(_mm512_sub_ps(even, _mm512_castsi512_ps(even_high)));
+                    let odd_low = _mm512_castps_si512(_mm512_sub_ps(odd, _mm512_castsi512_ps(odd_high)));
+                    let (even_low, odd_low) = if ROUND_LOW {
+                        (round_high(even_low), round_high(odd_low))
+                    } else {
+                        (even_low, _mm512_and_si512(odd_low, _mm512_set1_epi32(0xffff_0000_u32 as i32)))
+                    };
                     let lo_pairs = _mm512_or_si512(_mm512_srli_epi32::<16>(even_low), odd_low);
                     let hi = tiles.as_mut_ptr().add(q * pair_len + 2 * half * part + at);
                     _mm512_storeu_si512(hi.cast(), hi_pairs);
