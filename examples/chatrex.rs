@@ -68,6 +68,10 @@ struct Args {
     /// LLM's dtype on GPUs).
     #[arg(long, global = true)]
     vision_dtype: Option<WeightDType>,
+    /// UPN's f32 products on AMX tiles with both operands split in two bf16 parts (CPU
+    /// backend, CPUs with AMX): about 1.2× faster, ≈ 1e-6 of the exact f32 products.
+    #[arg(long, global = true)]
+    upn_split_products: bool,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +171,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dtype,
         vision_dtype,
         upn: args.upn.clone(),
+        upn_split_f32_products: args.upn_split_products,
         progress: !args.json,
         ..Default::default()
     };

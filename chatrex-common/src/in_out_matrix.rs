@@ -78,7 +78,7 @@ impl InOutMatrix {
 
     /// The same f32 matrix multiplying batches above a few rows on AMX tiles with inputs and
     /// weights split in two bf16 parts each ([`crate::amx::matmul_split`]: 16 significant bits
-    /// of each operand, about 1e-5 of the exact product) where the CPU has tiles and the
+    /// of each operand, about 1e-6 of the exact product) where the CPU has tiles and the
     /// widths are multiples of 32; exact f32 products elsewhere. f16 matrices split anyway.
     pub fn with_split_products(mut self) -> Self {
         self.split = matches!(self.values, Values::F32(_));
@@ -469,8 +469,9 @@ mod tests {
 
     /// f32 weights with split products: above [`SMALL_BATCH`] rows, on a CPU with tiles, the
     /// product keeps 16 significant bits of each operand (measured 1.2e-6 of the exact
-    /// product here, against 1.3e-7 for `gemm`; bound 1e-5), exact f32 otherwise; overwriting and adding; the values are
-    /// then not offered for exact products of the caller's own.
+    /// product here, against 1.3e-7 for `gemm`; bound 1e-5), exact f32 otherwise;
+    /// overwriting and adding; the values are then not offered for the caller's own exact
+    /// products.
     #[test]
     fn f32_split_products_stay_close_to_the_exact_product() {
         let (k, n) = (256, 96);

@@ -143,8 +143,9 @@ impl WeightLoader {
 
     /// The same view, with host linear layers of f32 weights (the CPU backend's) multiplying
     /// on AMX tiles with inputs and weights split in two bf16 parts each (16 significant bits
-    /// of each, about 1e-5 of the f32 product; `amx::matmul_split`) where the CPU has tiles —
-    /// an opt-in speed for precision trade; without it they run exact f32 products.
+    /// of each, about 1e-6 of the f32 product; `amx::matmul_split`) where the CPU has tiles —
+    /// an opt-in speed for precision trade; without it they run exact f32 products. A view
+    /// sharing this loader's books: call [`with_progress`](Self::with_progress) before it.
     pub fn with_split_f32_products(&self, on: bool) -> Self {
         Self { split_f32_products: on, ..self.clone() }
     }
