@@ -455,16 +455,21 @@ mod tests {
             let split = m > SMALL_BATCH && crate::amx::split_f16_fits(k, n);
             let bound = if split { 1e-5 } else { 1e-6 };
             let x = values(m * k, m + 5);
-            let expected = reference(&w16_f32, &x, m, k, n);
-            let mut y = vec![f32::NAN; m * n];
-            matrix.matmul(&x, m, &mut y).unwrap();
-            let err = crate::parity::compare(&y, &expected).rel;
+            let (err, added) = product_errors(&matrix, &x, m, &reference(&w16_f32, &x, m, k, n));
             assert!(err < bound, "m {m} (split: {split}): {err}");
-            matrix.matmul_add(&x, m, &mut y).unwrap();
-            let twice: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
-            let err = crate::parity::compare(&y, &twice).rel;
-            assert!(err < bound, "m {m} (split: {split}), added: {err}");
+            assert!(added < bound, "m {m} (split: {split}), added: {added}");
         }
+    }
+
+    /// The relative errors of `x · W` (into a buffer of NaN) and of adding it once more, against
+    /// `expected`, the exact product.
+    fn product_errors(matrix: &InOutMatrix, x: &[f32], m: usize, expected: &[f32]) -> (f64, f64) {
+        let mut y = vec![f32::NAN; expected.len()];
+        matrix.matmul(x, m, &mut y).unwrap();
+        let err = crate::parity::compare(&y, expected).rel;
+        matrix.matmul_add(x, m, &mut y).unwrap();
+        let twice: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
+        (err, crate::parity::compare(&y, &twice).rel)
     }
 
     /// f32 weights with split products: above [`SMALL_BATCH`] rows, on a CPU with tiles, the
@@ -482,19 +487,13 @@ mod tests {
             let split = m > SMALL_BATCH && crate::amx::split_f16_fits(k, n);
             let bound = if split { 1e-5 } else { 1e-6 };
             let x = values(m * k, m + 7);
-            let expected = reference(&w, &x, m, k, n);
-            let mut y = vec![f32::NAN; m * n];
-            matrix.matmul(&x, m, &mut y).unwrap();
-            let err = crate::parity::compare(&y, &expected).rel;
+            let (err, added) = product_errors(&matrix, &x, m, &reference(&w, &x, m, k, n));
             assert!(err < bound, "m {m} (split: {split}): {err}");
             if split {
                 // Not the exact f32 product: the split path ran.
                 assert!(err > 1e-7, "m {m}: {err}");
             }
-            matrix.matmul_add(&x, m, &mut y).unwrap();
-            let twice: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
-            let err = crate::parity::compare(&y, &twice).rel;
-            assert!(err < bound, "m {m} (split: {split}), added: {err}");
+            assert!(added < bound, "m {m} (split: {split}), added: {added}");
         }
         // f16 matrices are not changed by it.
         let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
