@@ -244,11 +244,7 @@ impl ChatRex {
         }
         Self::assemble(config, tokenizer, &vb, options, device, || match &options.upn {
             Some(path) => {
-                let mut upn = WeightLoader::new(open_checkpoint(path, Some("model"))?, device, options.upn_dtype);
-                if options.progress {
-                    upn = upn.with_progress("loading UPN");
-                }
-                let upn = upn.with_split_f32_products(options.upn_split_f32_products);
+                let upn = Upn::checkpoint_loader(path, device, options.upn_dtype)?.with_split_f32_products(options.upn_split_f32_products);
                 Ok(Some(Upn::from_loader(&upn, &options.upn_config)?.0))
             }
             None => Ok(None),

@@ -87,8 +87,15 @@ impl Upn {
         device: &Device,
         dtype: WeightDType,
     ) -> Result<Self, UpnError> {
-        let source = open_checkpoint(path, Some("model"))?;
-        Self::from_source(source, config, device, dtype).map(|(upn, _)| upn)
+        Self::from_loader(&Self::checkpoint_loader(path, device, dtype)?, config).map(|(upn, _)| upn)
+    }
+
+    /// A loader over the official checkpoint at `path` (its `model` state dict), converting
+    /// float weights to `dtype` on `device`, with a progress bar: for
+    /// [`from_loader`](Self::from_loader) after options such as
+    /// [`with_split_f32_products`](WeightLoader::with_split_f32_products).
+    pub fn checkpoint_loader(path: &Path, device: &Device, dtype: WeightDType) -> Result<WeightLoader, UpnError> {
+        Ok(WeightLoader::new(open_checkpoint(path, Some("model"))?, device, dtype).with_progress("loading UPN"))
     }
 
     /// Builds the model from any tensor source, strictly: every key must be used (shared
@@ -119,9 +126,7 @@ impl Upn {
 
     /// A model with deterministic random weights (benchmarks and tests).
     pub fn random(config: &UpnConfig, device: &Device, dtype: WeightDType, seed: u64) -> Result<Self, UpnError> {
-        config.validate()?;
-        let vb = WeightLoader::random(seed, device, dtype);
-        Ok(Self::build(&vb, config))
+        Self::from_loader(&WeightLoader::random(seed, device, dtype), config).map(|(upn, _)| upn)
     }
 
     fn build(vb: &WeightLoader, config: &UpnConfig) -> Self {

@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Tensor};
 use chatrex_common::image::{ImageLimits, load_rgb};
 use chatrex_common::parity::{Fixture, check_close, shared_fixtures, values};
-use chatrex_common::weights::{WeightDType, WeightLoader, open_checkpoint};
+use chatrex_common::weights::WeightDType;
 use chatrex_upn::preprocess::preprocess;
 use chatrex_upn::{PromptType, Upn, UpnConfig, UpnTrace};
 use serde_json::Value;
@@ -23,8 +23,7 @@ fn dir() -> PathBuf {
 /// on split bf16 tiles (`WeightLoader::with_split_f32_products`) where the CPU has AMX.
 fn load_tiny(device: &Device, split: bool) -> Upn {
     let config = UpnConfig::from_file(&dir().join("config.json")).expect("config");
-    let source = open_checkpoint(&dir().join("upn_tiny.pth"), Some("model")).expect("checkpoint");
-    let vb = WeightLoader::new(source, device, WeightDType::F32).with_split_f32_products(split);
+    let vb = Upn::checkpoint_loader(&dir().join("upn_tiny.pth"), device, WeightDType::F32).expect("checkpoint").with_split_f32_products(split);
     Upn::from_loader(&vb, &config).expect("strict load of the official checkpoint").0
 }
 
