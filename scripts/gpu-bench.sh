@@ -4,13 +4,13 @@
 #
 #   scripts/gpu-bench.sh build          # here: builds examples/backend_check with CUDA (NVRTC)
 #                                       # and, separately, with wgpu into gpu-bench/
-#                                       # (binaries + Llama-2 tokenizer)
+#                                       # (binaries, Llama-2 tokenizer, Vulkan loader packages)
 #   scripts/gpu-bench.sh run [OUTDIR]   # on the GPU machine, from the repository root:
 #                                       # nvidia-smi, then every stage on `cuda` (the fused
 #                                       # decode kernels against Burn's tensor ops first), each
 #                                       # timed and compared with the CPU backend on the same
 #                                       # weights; then the same on `wgpu` (CHATREX_GPU_WGPU=0
-#                                       # skips it)
+#                                       # skips it, CHATREX_GPU_CUDA=0 skips `cuda`)
 #
 # The CUDA build compiles kernels with NVRTC (`cuda-nvrtc` feature) because cubecl's default
 # LLVM/NVPTX compiler needs an LLVM bundle that its build script downloads. With DOCS_RS=1 that
@@ -43,6 +43,17 @@ build)
   cp target/gpu-wgpu/release/examples/backend_check gpu-bench/backend_check_wgpu
   strip gpu-bench/backend_check_wgpu
   xz -T2 -6 -f gpu-bench/backend_check_wgpu
+  # GPU images often lack the Vulkan loader and the GL dispatch libraries that NVIDIA's Vulkan
+  # driver (libGLX_nvidia) links against: their Debian packages travel in gpu-bench/vulkan-debs
+  # and `run` unpacks them (without them wgpu found no adapter on the H100 machine).
+  mkdir -p gpu-bench/vulkan-debs /tmp/gpu-bench-apt/partial
+  apt_opts=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/gpu-bench-apt)
+  if apt-get "${apt_opts[@]}" update >/dev/null && (cd gpu-bench/vulkan-debs &&
+    apt-get "${apt_opts[@]}" download libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libopengl0 libgles2); then
+    ls gpu-bench/vulkan-debs
+  else
+    echo "warning: could not download the Vulkan loader packages; wgpu may find no adapter there" >&2
+  fi
   tok="${CHATREX_SHARED_FIXTURES:-../shared/fixtures}/tokenizers/llama2"
   cp "$tok/tokenizer.json" "$tok/tokenizer_config.json" gpu-bench/llama2/
   ls -la gpu-bench gpu-bench/llama2
@@ -54,7 +65,7 @@ run)
     if [ -d /usr/local/cuda ]; then CUDA_PATH=/usr/local/cuda
     elif command -v nvcc >/dev/null; then CUDA_PATH=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")"); fi
   fi
-  export CUDA_PATH
+  export CUDA_PATH="${CUDA_PATH:-}"
   nvrtc=$(find "${CUDA_PATH:-/usr/local/cuda}" /usr/lib /usr/local /opt -name 'libnvrtc.so*' 2>/dev/null | head -1 || true)
   libcuda=$(find /usr/lib /usr/local/nvidia /usr/lib64 -name 'libcuda.so*' 2>/dev/null | head -1 || true)
   for lib in "$nvrtc" "$libcuda"; do
@@ -67,15 +78,52 @@ run)
   nproc | sed 's/^/cpu threads: /' | tee -a "$out/gpu.txt"
   # The `fused` stage reads the small reference models of fixtures/llm in this checkout.
   export CHATREX_REPO_ROOT="$PWD"
-  ./gpu-bench/backend_check --backend cuda --tokenizer gpu-bench/llama2 ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} \
-    --json "$out/backend_check_cuda.json" 2>&1 | tee "$out/backend_check_cuda.log"
+  if [ "${CHATREX_GPU_CUDA:-1}" != 0 ]; then
+    ./gpu-bench/backend_check --backend cuda --tokenizer gpu-bench/llama2 ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} \
+      --json "$out/backend_check_cuda.json" 2>&1 | tee "$out/backend_check_cuda.log"
+  fi
   # Then `wgpu`, unless CHATREX_GPU_WGPU=0; a machine without a Vulkan driver reports the error
-  # in the log and the script still succeeds.
+  # in the log and the script still succeeds. The Vulkan loader and GL dispatch packages of
+  # `build` are unpacked where libraries are missing (the GPU image had libvulkan but not libglvnd, so NVIDIA's ICD
+  # did not load: "no adapter found"), and the NVIDIA driver's ICD is named. nvidia-smi is
+  # sampled every 2 s meanwhile, which shows whether the run is on the GPU (wgpu falls back to
+  # a software adapter where one exists).
   if [ "${CHATREX_GPU_WGPU:-1}" != 0 ] && [ -f gpu-bench/backend_check_wgpu.xz ]; then
+    missing_libs=$(for lib in libvulkan.so.1 libGLdispatch.so.0 libGLX.so.0; do
+      ldconfig -p | grep -q "$lib" || echo "$lib"; done)
+    if [ -n "$missing_libs" ] && compgen -G "gpu-bench/vulkan-debs/*.deb" >/dev/null; then
+      echo "unpacking the Vulkan loader packages (missing: $(echo $missing_libs))"
+      for f in gpu-bench/vulkan-debs/*.deb; do dpkg -x "$f" /; done
+      ldconfig
+    fi
+    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; fi
+    echo "libvulkan: $(ldconfig -p | grep -c libvulkan.so.1) entries; VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
     xz -dkf gpu-bench/backend_check_wgpu.xz
-    env -u LD_PRELOAD ./gpu-bench/backend_check_wgpu --backend wgpu --tokenizer gpu-bench/llama2 \
-      ${CHATREX_GPU_STAGES:+--stages "$CHATREX_GPU_STAGES"} --json "$out/backend_check_wgpu.json" 2>&1 |
-      tee "$out/backend_check_wgpu.log" || echo "wgpu run failed (see backend_check_wgpu.log)"
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 \
+      > "$out/wgpu_nvidia_smi.csv" 2>&1 &
+    smi=$!
+    # One process per stage (a stage that fails on this backend, or runs past
+    # CHATREX_GPU_STAGE_TIMEOUT seconds, leaves the others measured); the per-stage JSON lists
+    # are merged into one file. The decompressed binaries are removed at the end (they are far
+    # larger than what the device tool carries).
+    parts=$(mktemp -d)
+    : > "$out/backend_check_wgpu.log"
+    stages="${CHATREX_GPU_STAGES:-fused,llm,detect,upn,clip,convnext,objects}"
+    for stage in ${stages//,/ }; do
+      # `objects` runs (and reports) `convnext` too.
+      if [ "$stage" = convnext ] && [[ ",$stages," == *,objects,* ]]; then continue; fi
+      env -u LD_PRELOAD timeout "${CHATREX_GPU_STAGE_TIMEOUT:-600}" ./gpu-bench/backend_check_wgpu \
+        --backend wgpu --tokenizer gpu-bench/llama2 --stages "$stage" --json "$parts/$stage.json" 2>&1 |
+        tee -a "$out/backend_check_wgpu.log" || echo "wgpu stage $stage failed or timed out (exit $?)" |
+        tee -a "$out/backend_check_wgpu.log"
+      # Merged after every stage, so that a run cut short keeps what it measured.
+      python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=2))' \
+        $(for s in ${stages//,/ }; do [ -f "$parts/$s.json" ] && echo "$parts/$s.json"; done) \
+        > "$out/backend_check_wgpu.json" || true
+    done
+    kill "$smi" 2>/dev/null || true
+    rm -f gpu-bench/backend_check_wgpu
   fi
   ;;
 *)
