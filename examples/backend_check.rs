@@ -470,7 +470,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = std::fs::write(path, text);
         }
     };
-    println!("backend {} ({:?}), {} timed runs after one warm-up", args.backend.name(), gpu, args.repeat);
+    println!(
+        "backend {} ({:?}, {}), {} timed runs after one warm-up",
+        args.backend.name(),
+        gpu,
+        chatrex::common::device::device_name(&gpu).unwrap_or_else(|| "unnamed".into()),
+        args.repeat
+    );
     if stages.contains(&"fused") {
         // A failure here is reported, not fatal: the timed stages still run.
         match stage_fused(&gpu) {

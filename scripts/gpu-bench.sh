@@ -3,14 +3,17 @@
 # toolchain and no network:
 #
 #   scripts/gpu-bench.sh build          # here: builds examples/backend_check with CUDA (NVRTC)
-#                                       # and, separately, with wgpu into gpu-bench/
+#                                       # and, separately, twice with wgpu (WGSL and SPIR-V
+#                                       # kernels) into gpu-bench/
 #                                       # (binaries, Llama-2 tokenizer, Vulkan loader packages)
 #   scripts/gpu-bench.sh run [OUTDIR]   # on the GPU machine, from the repository root:
 #                                       # nvidia-smi, then every stage on `cuda` (the fused
 #                                       # decode kernels against Burn's tensor ops first), each
 #                                       # timed and compared with the CPU backend on the same
-#                                       # weights; then the same on `wgpu` (CHATREX_GPU_WGPU=0
-#                                       # skips it, CHATREX_GPU_CUDA=0 skips `cuda`)
+#                                       # weights; then the same on `wgpu`, with WGSL kernels
+#                                       # and with SPIR-V ones (feature `vulkan`)
+#                                       # (CHATREX_GPU_WGPU=0 skips both, CHATREX_GPU_VULKAN=0
+#                                       # the second, CHATREX_GPU_CUDA=0 skips `cuda`)
 #
 # The CUDA build compiles kernels with NVRTC (`cuda-nvrtc` feature) because cubecl's default
 # LLVM/NVPTX compiler needs an LLVM bundle that its build script downloads. With DOCS_RS=1 that
@@ -18,7 +21,8 @@
 # linker flag and a stub library (every unresolved symbol aborts if ever called), preloaded
 # at run time because Rust binaries bind all symbols at start; the NVRTC path never calls them.
 # The binaries travel xz-compressed (the device tool carries at most 64 MiB).
-# Results: OUTDIR/backend_check_{cuda,wgpu}.json and .log (copy the table into BENCHMARKS.md).
+# Results: OUTDIR/backend_check_{cuda,wgpu,vulkan}.json and .log, wgpu_nvidia_smi.csv (copy
+# the table into BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step="${1:-run}"
@@ -37,12 +41,17 @@ build)
   xz -T2 -6 -f gpu-bench/backend_check
   # The same example for `wgpu` (Vulkan through the GPU's driver), built on its own: a binary
   # with both backends reaches the stubbed LLVM entry points on `wgpu` and traps.
-  env -u RUSTFLAGS -u DOCS_RS -u CUDARC_CUDA_VERSION \
-    cargo build --release --no-default-features --features flex,wgpu --example backend_check \
-    --target-dir target/gpu-wgpu
-  cp target/gpu-wgpu/release/examples/backend_check gpu-bench/backend_check_wgpu
-  strip gpu-bench/backend_check_wgpu
-  xz -T2 -6 -f gpu-bench/backend_check_wgpu
+  # Twice: WGSL kernels (feature `wgpu`) and SPIR-V kernels (feature `vulkan`, which can use the
+  # tensor cores through cooperative-matrix instructions); CHATREX_GPU_VULKAN=0 skips the second.
+  for feature in wgpu vulkan; do
+    if [ "$feature" = vulkan ] && [ "${CHATREX_GPU_VULKAN:-1}" = 0 ]; then continue; fi
+    env -u RUSTFLAGS -u DOCS_RS -u CUDARC_CUDA_VERSION \
+      cargo build --release --no-default-features --features "flex,$feature" --example backend_check \
+      --target-dir "target/gpu-$feature"
+    cp "target/gpu-$feature/release/examples/backend_check" "gpu-bench/backend_check_$feature"
+    strip "gpu-bench/backend_check_$feature"
+    xz -T2 -6 -f "gpu-bench/backend_check_$feature"
+  done
   # GPU images often lack the Vulkan loader and the GL dispatch libraries that NVIDIA's Vulkan
   # driver (libGLX_nvidia) links against: their Debian packages travel in gpu-bench/vulkan-debs
   # and `run` unpacks them (without them wgpu found no adapter on the H100 machine).
@@ -99,31 +108,37 @@ run)
     icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; fi
     echo "libvulkan: $(ldconfig -p | grep -c libvulkan.so.1) entries; VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
-    xz -dkf gpu-bench/backend_check_wgpu.xz
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 2 \
       > "$out/wgpu_nvidia_smi.csv" 2>&1 &
     smi=$!
     # One process per stage (a stage that fails on this backend, or runs past
     # CHATREX_GPU_STAGE_TIMEOUT seconds, leaves the others measured); the per-stage JSON lists
-    # are merged into one file. The decompressed binaries are removed at the end (they are far
-    # larger than what the device tool carries).
-    parts=$(mktemp -d)
-    : > "$out/backend_check_wgpu.log"
+    # are merged into one file after every stage, so that a run cut short keeps what it
+    # measured. Each decompressed binary is removed after its run (the binaries are far larger
+    # than what the device tool carries back and forth).
     stages="${CHATREX_GPU_STAGES:-fused,llm,detect,upn,clip,convnext,objects}"
-    for stage in ${stages//,/ }; do
-      # `objects` runs (and reports) `convnext` too.
-      if [ "$stage" = convnext ] && [[ ",$stages," == *,objects,* ]]; then continue; fi
-      env -u LD_PRELOAD timeout "${CHATREX_GPU_STAGE_TIMEOUT:-600}" ./gpu-bench/backend_check_wgpu \
-        --backend wgpu --tokenizer gpu-bench/llama2 --stages "$stage" --json "$parts/$stage.json" 2>&1 |
-        tee -a "$out/backend_check_wgpu.log" || echo "wgpu stage $stage failed or timed out (exit $?)" |
-        tee -a "$out/backend_check_wgpu.log"
-      # Merged after every stage, so that a run cut short keeps what it measured.
-      python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=2))' \
-        $(for s in ${stages//,/ }; do [ -f "$parts/$s.json" ] && echo "$parts/$s.json"; done) \
-        > "$out/backend_check_wgpu.json" || true
+    for feature in wgpu vulkan; do
+      bin="gpu-bench/backend_check_$feature"
+      if [ ! -f "$bin.xz" ] || { [ "$feature" = vulkan ] && [ "${CHATREX_GPU_VULKAN:-1}" = 0 ]; }; then
+        continue
+      fi
+      xz -dkf "$bin.xz"
+      parts=$(mktemp -d)
+      log="$out/backend_check_$feature.log"
+      : > "$log"
+      for stage in ${stages//,/ }; do
+        # `objects` runs (and reports) `convnext` too.
+        if [ "$stage" = convnext ] && [[ ",$stages," == *,objects,* ]]; then continue; fi
+        env -u LD_PRELOAD timeout "${CHATREX_GPU_STAGE_TIMEOUT:-600}" "./$bin" \
+          --backend wgpu --tokenizer gpu-bench/llama2 --stages "$stage" --json "$parts/$stage.json" 2>&1 |
+          tee -a "$log" || echo "$feature stage $stage failed or timed out (exit $?)" | tee -a "$log"
+        python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=2))' \
+          $(for s in ${stages//,/ }; do [ -f "$parts/$s.json" ] && echo "$parts/$s.json"; done) \
+          > "$out/backend_check_$feature.json" || true
+      done
+      rm -f "$bin"
     done
     kill "$smi" 2>/dev/null || true
-    rm -f gpu-bench/backend_check_wgpu
   fi
   ;;
 *)

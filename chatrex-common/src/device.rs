@@ -36,7 +36,27 @@ pub enum BackendError {
         /// The cargo feature that enables it.
         feature: &'static str,
     },
+    /// The backend is built in but its driver finds no device on this machine.
+    #[error("backend `{backend}` found no device on this machine: {hint}")]
+    NoDevice {
+        /// The backend asked for.
+        backend: Backend,
+        /// What the backend needs to find one.
+        hint: &'static str,
+    },
 }
+
+/// What `wgpu` needs to find an adapter.
+#[cfg(feature = "wgpu")]
+const WGPU_NEEDS: &str = "wgpu found no adapter on Vulkan, Metal, DX12 or GL. On Linux it needs \
+    the Vulkan loader (libvulkan.so.1) and the GPU driver's ICD; NVIDIA's also loads the GL \
+    dispatch library (libglvnd: libGLdispatch.so.0). Without a GPU, Mesa's lavapipe \
+    (mesa-vulkan-drivers) runs it on the CPU";
+
+/// What `cuda` needs to find a device.
+#[cfg(feature = "cuda")]
+const CUDA_NEEDS: &str =
+    "no NVIDIA driver (libcuda.so) or no CUDA GPU was found (check `nvidia-smi`)";
 
 impl Backend {
     /// All backends, in the order they are listed in help texts.
@@ -70,21 +90,53 @@ impl Backend {
     }
 
     /// Creates the device of this backend (`cpu` → `Device::flex()`, `wgpu` → the default
-    /// adapter, `cuda` → GPU 0).
+    /// adapter, `cuda` → GPU 0). A GPU backend whose driver lists no device is an error here
+    /// ([`BackendError::NoDevice`]), not a panic at the first tensor: Burn's devices are lazy.
     pub fn device(self) -> Result<Device, BackendError> {
         match self {
             #[cfg(feature = "flex")]
             Backend::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            Backend::Wgpu => {
+                self.require_listed(burn::tensor::DeviceType::Wgpu, WGPU_NEEDS)?;
+                Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            }
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok(Device::cuda(0)),
+            Backend::Cuda => {
+                self.require_listed(burn::tensor::DeviceType::Cuda, CUDA_NEEDS)?;
+                Ok(Device::cuda(0))
+            }
             #[allow(unreachable_patterns)]
             other => Err(BackendError::NotCompiled {
                 backend: other,
                 feature: other.feature(),
             }),
         }
+    }
+}
+
+impl Backend {
+    /// `Err(NoDevice)` where Burn lists no device of `kind` on this machine.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn require_listed(self, kind: burn::tensor::DeviceType, hint: &'static str) -> Result<(), BackendError> {
+        if Device::enumerate(kind).into_vec().is_empty() {
+            return Err(BackendError::NoDevice { backend: self, hint });
+        }
+        Ok(())
+    }
+}
+
+/// The name a GPU device gives itself (`NVIDIA H100 80GB HBM3`, `llvmpipe (LLVM 15.0.6, 256
+/// bits)`) with what its kernels are compiled for; `None` on the CPU backend. Opens the device.
+pub fn device_name(device: &Device) -> Option<String> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        device.identity().map(|id| format!("{} ({})", id.name, id.fingerprint))
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    {
+        let _ = device;
+        None
     }
 }
 
@@ -147,15 +199,28 @@ mod tests {
     }
 
     #[test]
-    fn backend_without_feature_is_a_clear_error() {
+    fn backend_without_feature_or_device_is_a_clear_error() {
         for backend in Backend::ALL {
             match backend.device() {
                 Ok(_) => assert!(backend.is_compiled()),
-                Err(err) => {
+                Err(err @ BackendError::NotCompiled { .. }) => {
                     assert!(!backend.is_compiled());
                     assert!(err.to_string().contains(backend.feature()));
                 }
+                // A GPU backend built in on a machine without its driver or device.
+                Err(err @ BackendError::NoDevice { .. }) => {
+                    assert!(backend.is_compiled() && backend != Backend::Cpu);
+                    assert!(err.to_string().contains(&format!("`{}`", backend.name())), "{err}");
+                }
+                Err(err) => panic!("unexpected error for {backend}: {err}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_cpu_backend_has_no_device_name() {
+        if let Ok(device) = Backend::Cpu.device() {
+            assert_eq!(device_name(&device), None);
         }
     }
 }
