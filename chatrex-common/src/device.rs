@@ -113,12 +113,14 @@ impl Backend {
             }),
         }
     }
-}
 
-impl Backend {
     /// `Err(NoDevice)` where Burn lists no device of `kind` on this machine.
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    fn require_listed(self, kind: burn::tensor::DeviceType, hint: &'static str) -> Result<(), BackendError> {
+    fn require_listed(
+        self,
+        kind: burn::tensor::DeviceType,
+        hint: &'static str,
+    ) -> Result<(), BackendError> {
         if Device::enumerate(kind).into_vec().is_empty() {
             return Err(BackendError::NoDevice { backend: self, hint });
         }
