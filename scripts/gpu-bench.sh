@@ -97,8 +97,9 @@ run)
   fi
   # Then `wgpu`, unless CHATREX_GPU_WGPU=0; a machine without a Vulkan driver reports the error
   # in the log and the script still succeeds. The Vulkan loader and GL dispatch packages of
-  # `build` are unpacked where libraries are missing (the GPU image had libvulkan but not libglvnd, so NVIDIA's ICD
-  # did not load: "no adapter found"), and the NVIDIA driver's ICD is named. nvidia-smi is
+  # `build` are unpacked where libraries are missing (with the loader alone NVIDIA's ICD,
+  # libGLX_nvidia, did not load on the H100 machine: "no adapter found"), and the NVIDIA
+  # driver's ICD is named. nvidia-smi is
   # sampled every 2 s meanwhile, which shows whether the run is on the GPU (wgpu falls back to
   # a software adapter where one exists).
   if [ "${CHATREX_GPU_WGPU:-1}" != 0 ] && [ -f gpu-bench/backend_check_wgpu.xz ]; then
