@@ -154,10 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     chatrex::common::allocator::reuse_freed_memory();
     let model_spec = args.model.clone().ok_or("--model DIR_OR_HUB_ID is required")?;
     let image_path = args.image.clone().ok_or("--image IMG is required")?;
-    let device = args.backend.device()?;
-    if let Some(name) = chatrex::common::device::device_name(&device) {
-        tracing::info!("{} device: {name}", args.backend);
-    }
+    let device = chatrex::cli_device(args.backend)?;
     let model_dir = if chatrex::hub::looks_like_hub_id(&model_spec) {
         chatrex::hub::download_model(&model_spec)?
     } else {

@@ -58,10 +58,7 @@ struct Output<'a> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     chatrex::init_cli_logging();
     let args = Args::parse();
-    let device = args.backend.device()?;
-    if let Some(name) = chatrex::common::device::device_name(&device) {
-        tracing::info!("{} device: {name}", args.backend);
-    }
+    let device = chatrex::cli_device(args.backend)?;
     let (lm, _) = CausalLm::load_dir(&args.model_dir, &device, args.dtype)?;
     let tokenizer = ChatTokenizer::from_dir(&args.model_dir)?;
     let input_ids = tokenizer.encode_prompt(&args.prompt)?;

@@ -47,10 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     chatrex::init_cli_logging();
     let args = Args::parse();
     chatrex::common::allocator::reuse_freed_memory();
-    let device = args.backend.device()?;
-    if let Some(name) = chatrex::common::device::device_name(&device) {
-        tracing::info!("{} device: {name}", args.backend);
-    }
+    let device = chatrex::cli_device(args.backend)?;
     let config = match &args.config {
         Some(path) => UpnConfig::from_file(path)?,
         None => UpnConfig::large(),

@@ -31,6 +31,18 @@ pub use chatrex_common::image::{ImageLimits, load_rgb};
 pub use chatrex_common::weights::WeightDType;
 pub use chatrex_common::{Backend, BackendError};
 
+/// The device of `backend` for a command-line program, with the name the device gives itself
+/// logged at `info` level (when that level is on: naming it opens the device).
+pub fn cli_device(backend: Backend) -> Result<burn::tensor::Device, BackendError> {
+    let device = backend.device()?;
+    if tracing::enabled!(tracing::Level::INFO)
+        && let Some(name) = chatrex_common::device::device_name(&device)
+    {
+        tracing::info!("{backend} device: {name}");
+    }
+    Ok(device)
+}
+
 /// Logging for command-line programs: `tracing` events to stderr, filtered by `RUST_LOG`
 /// (default `warn`), so stdout stays free for JSON output.
 pub fn init_cli_logging() {
